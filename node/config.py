@@ -1,0 +1,54 @@
+"""The node's configuration: one section per component, loaded from TOML, overridden by flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from node.config_loader import ConfigError, build, load_toml, merge_dotted
+from node.roles import ROLE_NAMES, MinerConfig, OrchestratorConfig, ValidatorConfig
+from node.status_http import HttpConfig
+from p2p.host import HostConfig
+from store import StoreConfig
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+@dataclass(kw_only=True, slots=True)
+class NodeSection:
+    home: Path = field(default_factory=lambda: Path("~/.tessera").expanduser())
+    roles: list[str] = field(default_factory=list)
+    log_level: LogLevel = "info"
+    shutdown_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        unknown = [r for r in self.roles if r not in ROLE_NAMES]
+        if unknown:
+            raise ValueError(f"unknown role {unknown[0]!r} (roles: {', '.join(ROLE_NAMES)})")
+        self.roles = list(dict.fromkeys(self.roles))
+        if self.shutdown_timeout_s <= 0:
+            raise ValueError("node.shutdown_timeout_s must be > 0")
+
+
+@dataclass(kw_only=True, slots=True)
+class NodeConfig:
+    node: NodeSection = field(default_factory=NodeSection)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    p2p: HostConfig = field(default_factory=HostConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    orchestrator: OrchestratorConfig = field(default_factory=OrchestratorConfig)
+    miner: MinerConfig = field(default_factory=MinerConfig)
+    validator: ValidatorConfig = field(default_factory=ValidatorConfig)
+
+
+def load_node_config(path: Path | None, overrides: dict[str, Any]) -> NodeConfig:
+    """Defaults < TOML file < overrides (dotted keys from flags). Raises ConfigError."""
+    data = load_toml(path) if path is not None else {}
+    source = str(path) if path is not None else "defaults"
+    cfg = build(NodeConfig, data, source=source)
+    if overrides:
+        cfg = build(NodeConfig, merge_dotted(data, overrides), source=f"{source} + flags")
+    if not cfg.node.roles:
+        raise ConfigError("no role given: use --role (or node.roles in the config file)")
+    return cfg

@@ -1,0 +1,147 @@
+"""Devnet node processes: identity set-up, start, readiness, status polling and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from argparse import Namespace
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from node.daemon import KEY_FILE
+from node.keygen import bind_hotkey
+from node.node_service import ENDPOINTS_FILE
+from p2p.identity import NodeKey
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    name: str
+    role: str
+
+
+class DevnetNode:
+    def __init__(self, spec: NodeSpec, root: Path) -> None:
+        self.spec = spec
+        self.home = root / spec.name
+        self.log_path = self.home / "node.log"
+        self.endpoints: dict[str, Any] = {}
+        self._proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode if self._proc else None
+
+    def _prepare_identity(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        key = NodeKey.load_or_create(self.home / KEY_FILE)
+        if self.spec.role != "orchestrator":
+            wallet = Namespace(
+                wallet_name=self.spec.name,
+                wallet_hotkey="default",
+                wallet_path=self.home.parent / "wallets",
+                test_wallet=True,
+                run_id="",
+                binding_days=1.0,
+            )
+            bind_hotkey(self.home, key, wallet)
+
+    async def start(self, *, bootstrap: list[str], timeout: float = 30.0) -> None:
+        self._prepare_identity()
+        (self.home / ENDPOINTS_FILE).unlink(missing_ok=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "node",
+            "node",
+            "--home",
+            str(self.home),
+            "--role",
+            self.spec.role,
+            "--http",
+            "127.0.0.1:0",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ]
+        for addr in bootstrap:
+            cmd += ["--bootstrap", addr]
+        with self.log_path.open("ab") as log:
+            self._proc = await asyncio.create_subprocess_exec(
+                *cmd,
+                stdout=log,
+                stderr=log,
+                stdin=asyncio.subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C reaches the devnet, which stops nodes one by one
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        await self._wait_ready(timeout)
+
+    async def _wait_ready(self, timeout: float) -> None:
+        assert self._proc is not None
+        path = self.home / ENDPOINTS_FILE
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            if self._proc.returncode is not None:
+                raise RuntimeError(
+                    f"{self.spec.name} exited with {self._proc.returncode}; see {self.log_path}"
+                )
+            if path.exists():
+                data = json.loads(path.read_text())
+                if data.get("pid") == self._proc.pid:
+                    self.endpoints = data
+                    print(f"devnet: {self.spec.name:<13} {data['http']}  {data['peer_id']}")
+                    return
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"{self.spec.name} not ready after {timeout}s; see {self.log_path}")
+
+    async def stop(self, timeout: float) -> int | None:
+        proc = self._proc
+        if proc is None:
+            return None
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        return proc.returncode
+
+
+async def fetch_statuses(nodes: list[DevnetNode]) -> list[dict[str, Any] | None]:
+    async def one(session: aiohttp.ClientSession, node: DevnetNode) -> dict[str, Any] | None:
+        try:
+            async with session.get(f"{node.endpoints['http']}/status") as response:
+                doc: dict[str, Any] = await response.json()
+                return doc
+        except (aiohttp.ClientError, TimeoutError, KeyError):
+            return None
+
+    timeout = aiohttp.ClientTimeout(total=3.0)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        return list(await asyncio.gather(*(one(session, n) for n in nodes)))
+
+
+def all_connected(statuses: list[dict[str, Any] | None]) -> bool:
+    if any(s is None for s in statuses):
+        return False
+    ids = {s["peer_id"] for s in statuses if s}
+    return all(ids - {s["peer_id"]} <= set(s["connected_peers"]) for s in statuses if s)
+
+
+def print_table(nodes: list[DevnetNode], statuses: list[dict[str, Any] | None]) -> None:
+    print(f"{'node':<13} {'role':<13} {'peer id':<14} {'peers':>5}  http")
+    for node, status in zip(nodes, statuses, strict=True):
+        peers = len(status["connected_peers"]) if status else "?"
+        short = node.endpoints.get("peer_id", "?")[-12:]
+        print(
+            f"{node.spec.name:<13} {node.spec.role:<13} …{short:<13} {peers:>5}  "
+            f"{node.endpoints.get('http', '-')}"
+        )

@@ -1,0 +1,44 @@
+"""Prometheus metrics of one node, on a registry of its own (several nodes can share a process)."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info, generate_latest
+
+from node import __version__
+
+
+class NodeMetrics:
+    def __init__(self, *, roles: list[str], peer_id: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.started_at = time.time()
+        info = Info(
+            "tessera_build", "Version, roles and identity of this node", registry=self.registry
+        )
+        info.info({"version": __version__, "roles": ",".join(roles), "peer_id": peer_id})
+        uptime = Gauge(
+            "tessera_uptime_seconds", "Seconds since the node started", registry=self.registry
+        )
+        uptime.set_function(lambda: time.time() - self.started_at)
+        self.peers_connected = Gauge(
+            "tessera_peers_connected", "Peers with a live libp2p connection", registry=self.registry
+        )
+        self.http_requests = Counter(
+            "tessera_http_requests",
+            "Status HTTP requests by route and status code",
+            ["route", "code"],
+            registry=self.registry,
+        )
+        self.store_used_bytes = Gauge(
+            "tessera_store_used_bytes", "Bytes used in the LMDB map", registry=self.registry
+        )
+        self.store_map_bytes = Gauge(
+            "tessera_store_map_bytes", "Size of the LMDB map", registry=self.registry
+        )
+        self.store_errors = Counter(
+            "tessera_store_errors", "Store errors by reason", ["reason"], registry=self.registry
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

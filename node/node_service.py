@@ -1,0 +1,209 @@
+"""The node itself: opens its home's store, libp2p host and status server, then runs its roles.
+
+Resources close in the reverse order of opening (libp2p, then aiohttp, then LMDB), each bounded
+by the node's shutdown timeout; role components and other workers are cancelled before that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from node import __version__
+from node.config import NodeConfig
+from node.metrics import NodeMetrics
+from node.peer_book import PeerBook
+from node.roles import (
+    MinerComponent,
+    OrchestratorComponent,
+    RoleComponent,
+    RoleContext,
+    ValidatorComponent,
+)
+from node.sdnotify import SystemdNotifier
+from node.service import Service, close_bounded, run_service, sleep_forever
+from node.status_http import StatusServer, build_app
+from p2p.binding import HotkeyBinding
+from p2p.host import P2PHost
+from p2p.identity import NodeKey
+from store import Store
+
+log = logging.getLogger(__name__)
+
+ENDPOINTS_FILE = "endpoints.json"
+
+
+class Workers(Service):
+    """Everything that runs while the node's resources are open."""
+
+    name = "workers"
+
+    def __init__(self, children: Sequence[Service], daemons: dict[str, Any]) -> None:
+        super().__init__()
+        self._children = children
+        self._daemons = daemons
+
+    async def run(self) -> None:
+        for child in self._children:
+            self.manager.run_child_service(child)
+        for job, fn in self._daemons.items():
+            self.manager.run_daemon_task(job, fn)
+        await sleep_forever()
+
+
+class NodeService(Service):
+    name = "node"
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        key: NodeKey,
+        *,
+        binding: HotkeyBinding | None = None,
+        notifier: SystemdNotifier | None = None,
+        extra_services: Sequence[Service] = (),
+    ) -> None:
+        super().__init__()
+        self._config = config
+        self._key = key
+        self._binding = binding
+        self._notifier = notifier or SystemdNotifier()
+        self._extra = extra_services
+        self._roles: list[RoleComponent[Any]] = []
+        self._host: P2PHost | None = None
+        self._store: Store | None = None
+        self._peer_book: PeerBook | None = None
+        self._http_url = ""
+        self.metrics = NodeMetrics(roles=config.node.roles, peer_id=key.peer_id)
+        self.ready = asyncio.Event()
+
+    @property
+    def home(self) -> Path:
+        return self._config.node.home
+
+    @property
+    def http_url(self) -> str:
+        return self._http_url
+
+    @property
+    def p2p_addrs(self) -> list[str]:
+        return self._host.listen_addrs if self._host else []
+
+    async def run(self) -> None:
+        cfg = self._config
+        timeout = cfg.node.shutdown_timeout_s
+        async with contextlib.AsyncExitStack() as stack:
+            store = self._store = Store.open(self.home / "store", cfg.store)
+            stack.push_async_callback(close_bounded, "lmdb", _async(store.close), timeout)
+
+            server = StatusServer(
+                cfg.http, build_app(status=self.status, peers=self.peers, metrics=self.metrics)
+            )
+            await server.start()
+            self._http_url = server.url
+            stack.push_async_callback(close_bounded, "aiohttp", server.close, timeout)
+
+            host = P2PHost(self._key, cfg.p2p)
+            stack.push_async_callback(close_bounded, "libp2p", host.stop, timeout)
+            await host.start()
+            self._host = host
+
+            peers = self._peer_book = PeerBook(host, store, self.metrics)
+            hotkey = self._binding.hotkey if self._binding else None
+            ctx = RoleContext(store=store, host=host, peers=peers, binding_hotkey=hotkey)
+            self._roles = [self._make_role(name, ctx) for name in cfg.node.roles]
+            workers = Workers(
+                [peers, *self._roles, *self._extra],
+                {"p2p-maintain": host.maintain, "watchdog": self._notifier.watchdog},
+            )
+            stack.callback(self._remove_endpoints)
+            self._write_endpoints()
+            log.info(
+                "node %s up: roles=%s http=%s p2p=%s",
+                self._key.peer_id,
+                ",".join(cfg.node.roles),
+                self._http_url,
+                " ".join(host.listen_addrs),
+            )
+            self._notifier.notify("READY=1", f"STATUS=serving {self._http_url}")
+            self.ready.set()
+            await run_service(workers)
+
+    def _make_role(self, name: str, ctx: RoleContext) -> RoleComponent[Any]:
+        cfg = self._config
+        if name == "orchestrator":
+            return OrchestratorComponent(cfg.orchestrator, ctx)
+        if name == "miner":
+            return MinerComponent(cfg.miner, ctx)
+        if name == "validator":
+            return ValidatorComponent(cfg.validator, ctx)
+        raise ValueError(f"unknown role {name!r}")
+
+    def _write_endpoints(self) -> None:
+        data = {
+            "pid": os.getpid(),
+            "peer_id": self._key.peer_id,
+            "http": self._http_url,
+            "p2p": self._host.listen_addrs if self._host else [],
+        }
+        tmp = self.home / (ENDPOINTS_FILE + ".tmp")
+        tmp.write_text(json.dumps(data) + "\n")
+        os.replace(tmp, self.home / ENDPOINTS_FILE)
+
+    def _remove_endpoints(self) -> None:
+        (self.home / ENDPOINTS_FILE).unlink(missing_ok=True)
+
+    def status(self) -> dict[str, Any]:
+        host = self._host
+        live = host.connected_peers() if host else []
+        doc: dict[str, Any] = {
+            "version": __version__,
+            "roles": self._config.node.roles,
+            "peer_id": self._key.peer_id,
+            "hotkey": self._binding.hotkey if self._binding else None,
+            "listen_addrs": host.listen_addrs if host else [],
+            "http": self._http_url,
+            "uptime_s": round(time.time() - self.metrics.started_at, 3),
+            "connected_peers": [p.peer_id for p in live],
+            "store": self._store_stats(),
+        }
+        for role in self._roles:
+            doc[role.name] = role.status()
+        return doc
+
+    def peers(self) -> dict[str, Any]:
+        host = self._host
+        live = host.connected_peers() if host else []
+        connected = [
+            {
+                "peer_id": p.peer_id,
+                "addrs": list(p.addrs),
+                "direction": p.direction,
+                "connected_since": p.connected_since,
+            }
+            for p in live
+        ]
+        known = self._peer_book.known() if self._peer_book else []
+        return {"connected": connected, "known": known}
+
+    def _store_stats(self) -> dict[str, Any]:
+        if self._store is None:
+            return {}
+        stats = self._store.stats()
+        self.metrics.store_used_bytes.set(stats["used"])
+        self.metrics.store_map_bytes.set(stats["map_size"])
+        return dict(stats)
+
+
+def _async(fn: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    async def call() -> None:
+        fn()
+
+    return call

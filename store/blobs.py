@@ -1,0 +1,239 @@
+"""Content-addressed blobs (sha256 hex digest -> bytes) with expiry, pinning and GC.
+
+Layout; every change updates data and index in one write transaction:
+  "blobs":      digest -> the raw bytes
+  "blob_index": b"m" + digest -> [size, expires_ms, pinned]
+                b"x" + u64be(expires_ms) + digest -> None, for every unpinned blob
+                b"t" -> total bytes of all blobs
+Expiry keys sort by time, so GC is a range scan from the start of b"x" up to `now`.
+Methods take an optional `txn` to join a caller's write, e.g. to store a blob atomically with
+the record that refers to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import struct
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from store.env import Store
+from store.errors import CorruptRecordError, UnknownTableError
+from store.txn import ReadTxn, WriteTxn
+
+BLOBS_TABLE = "blobs"
+INDEX_TABLE = "blob_index"
+META_PREFIX = b"m"
+EXPIRY_PREFIX = b"x"
+TOTAL_KEY = b"t"
+_MAX_MS = 2**64 - 1
+_U64 = struct.Struct(">Q")
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    """What the index knows about one blob."""
+
+    digest: str
+    size: int
+    expires_ms: int
+    pinned: bool
+
+    @property
+    def expires_at(self) -> float:
+        """The expiry as a Unix timestamp in seconds."""
+        return self.expires_ms / 1000
+
+
+class BlobStore:
+    """Blobs kept in a Store's "blobs" and "blob_index" tables."""
+
+    def __init__(self, store: Store, *, retention_s: float | None = None) -> None:
+        for table in (BLOBS_TABLE, INDEX_TABLE):
+            if table not in store.tables:
+                raise UnknownTableError(table)
+        self._store = store
+        default = store.config.blob_retention_s if retention_s is None else retention_s
+        self._retention_s = _check_retention(default)
+
+    def put(
+        self,
+        data: bytes | memoryview,
+        *,
+        retain_s: float | None = None,
+        now: float | None = None,
+        txn: WriteTxn | None = None,
+    ) -> str:
+        """Stores `data`, returning its digest; re-putting keeps the later of the two expiries."""
+        view = memoryview(data)
+        digest = hashlib.sha256(view).hexdigest()
+        retain = self._retention_s if retain_s is None else _check_retention(retain_s)
+        expires_ms = _to_ms(_now(now) + retain)
+        with self._writing(txn) as w:
+            info = _read_info(w, digest)
+            if info is None:
+                w.put_raw(BLOBS_TABLE, digest, view)
+                w.put(INDEX_TABLE, _meta_key(digest), [view.nbytes, expires_ms, False])
+                w.put(INDEX_TABLE, _expiry_key(expires_ms, digest), None)
+                _add_total(w, view.nbytes)
+            elif expires_ms > info.expires_ms:
+                if not info.pinned:
+                    w.delete(INDEX_TABLE, _expiry_key(info.expires_ms, digest))
+                    w.put(INDEX_TABLE, _expiry_key(expires_ms, digest), None)
+                w.put(INDEX_TABLE, _meta_key(digest), [info.size, expires_ms, info.pinned])
+        return digest
+
+    def get(self, digest: str, *, txn: ReadTxn | None = None) -> bytes | None:
+        """The blob's bytes, or None if absent."""
+        with self._reading(txn) as r:
+            return r.get_raw(BLOBS_TABLE, _check_digest(digest))
+
+    def has(self, digest: str, *, txn: ReadTxn | None = None) -> bool:
+        """Whether the blob is stored."""
+        return self.info(digest, txn=txn) is not None
+
+    def info(self, digest: str, *, txn: ReadTxn | None = None) -> BlobInfo | None:
+        """Size, expiry and pin state of the blob, or None if absent."""
+        with self._reading(txn) as r:
+            return _read_info(r, _check_digest(digest))
+
+    def delete(self, digest: str, *, txn: WriteTxn | None = None) -> bool:
+        """Removes the blob; True if it was present."""
+        with self._writing(txn) as w:
+            info = _read_info(w, _check_digest(digest))
+            if info is None:
+                return False
+            _remove(w, info)
+            return True
+
+    def pin(self, digest: str, *, txn: WriteTxn | None = None) -> bool:
+        """Exempts the blob from GC; False if it is absent."""
+        return self._set_pinned(digest, True, txn)
+
+    def unpin(self, digest: str, *, txn: WriteTxn | None = None) -> bool:
+        """Makes the blob collectable again at its expiry; False if it is absent."""
+        return self._set_pinned(digest, False, txn)
+
+    def gc(self, now: float | None = None, limit: int = 10_000) -> int:
+        """Removes up to `limit` unpinned blobs expired at `now`; returns how many."""
+        if limit <= 0:
+            raise ValueError(f"limit must be positive, got {limit}")
+        now_ms = _to_ms(_now(now))
+        stop = EXPIRY_PREFIX + _U64.pack(now_ms + 1) if now_ms < _MAX_MS else b"y"
+        with self._store.write() as w:
+            expired = list(itertools.islice(w.range(INDEX_TABLE, EXPIRY_PREFIX, stop), limit))
+            for key, _ in expired:
+                info = _read_info(w, key[1 + _U64.size :].decode("ascii", "replace"))
+                if info is None:
+                    raise CorruptRecordError(INDEX_TABLE, key, "expiry entry of a missing blob")
+                _remove(w, info)
+        return len(expired)
+
+    def total_bytes(self) -> int:
+        """The summed size of all stored blobs."""
+        with self._store.read() as r:
+            return _total(r)
+
+    def count(self) -> int:
+        """The number of stored blobs."""
+        with self._store.read() as r:
+            return r.count(BLOBS_TABLE)
+
+    def _set_pinned(self, digest: str, pinned: bool, txn: WriteTxn | None) -> bool:
+        with self._writing(txn) as w:
+            info = _read_info(w, _check_digest(digest))
+            if info is None:
+                return False
+            if info.pinned != pinned:
+                expiry_key = _expiry_key(info.expires_ms, info.digest)
+                if pinned:
+                    w.delete(INDEX_TABLE, expiry_key)
+                else:
+                    w.put(INDEX_TABLE, expiry_key, None)
+                w.put(INDEX_TABLE, _meta_key(info.digest), [info.size, info.expires_ms, pinned])
+            return True
+
+    @contextmanager
+    def _writing(self, txn: WriteTxn | None) -> Iterator[WriteTxn]:
+        if txn is not None:
+            yield txn
+            return
+        with self._store.write() as own:
+            yield own
+
+    @contextmanager
+    def _reading(self, txn: ReadTxn | None) -> Iterator[ReadTxn]:
+        if txn is not None:
+            yield txn
+            return
+        with self._store.read() as own:
+            yield own
+
+
+def _read_info(txn: ReadTxn, digest: str) -> BlobInfo | None:
+    key = _meta_key(digest)
+    meta = txn.get(INDEX_TABLE, key)
+    if meta is None:
+        return None
+    match meta:
+        case [int(size), int(expires_ms), bool(pinned)]:
+            return BlobInfo(digest, size, expires_ms, pinned)
+    raise CorruptRecordError(INDEX_TABLE, key, f"not a blob index entry: {meta!r}")
+
+
+def _remove(txn: WriteTxn, info: BlobInfo) -> None:
+    txn.delete(BLOBS_TABLE, info.digest)
+    txn.delete(INDEX_TABLE, _meta_key(info.digest))
+    if not info.pinned:
+        txn.delete(INDEX_TABLE, _expiry_key(info.expires_ms, info.digest))
+    _add_total(txn, -info.size)
+
+
+def _total(txn: ReadTxn) -> int:
+    total = txn.get(INDEX_TABLE, TOTAL_KEY)
+    if total is None:
+        return 0
+    if not isinstance(total, int):
+        raise CorruptRecordError(INDEX_TABLE, TOTAL_KEY, f"not a byte count: {total!r}")
+    return total
+
+
+def _add_total(txn: WriteTxn, delta: int) -> None:
+    txn.put(INDEX_TABLE, TOTAL_KEY, _total(txn) + delta)
+
+
+def _meta_key(digest: str) -> bytes:
+    return META_PREFIX + digest.encode("ascii")
+
+
+def _expiry_key(expires_ms: int, digest: str) -> bytes:
+    return EXPIRY_PREFIX + _U64.pack(expires_ms) + digest.encode("ascii")
+
+
+def _check_digest(digest: str) -> str:
+    if not isinstance(digest, str) or len(digest) != 64 or digest.strip("0123456789abcdef"):
+        raise ValueError(f"not a lowercase sha256 hex digest: {digest!r}")
+    return digest
+
+
+def _check_retention(retain_s: float) -> float:
+    if math.isnan(retain_s) or retain_s < 0:
+        raise ValueError(f"retention must be a non-negative number of seconds, got {retain_s}")
+    return retain_s
+
+
+def _now(now: float | None) -> float:
+    if now is None:
+        return time.time()
+    if not math.isfinite(now) or now < 0:
+        raise ValueError(f"now must be a non-negative finite timestamp, got {now}")
+    return now
+
+
+def _to_ms(seconds: float) -> int:
+    millis = seconds * 1000
+    return _MAX_MS if millis >= _MAX_MS else math.floor(millis)

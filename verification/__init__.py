@@ -1,0 +1,1 @@
+"""Receipts, audit selection, replay and comparison, scoring and weights."""
