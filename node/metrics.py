@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from node import __version__
 
@@ -40,5 +43,24 @@ class NodeMetrics:
             "tessera_store_errors", "Store errors by reason", ["reason"], registry=self.registry
         )
 
+    def watch_counters(
+        self, name: str, doc: str, label: str, read: Callable[[], Mapping[str, int]]
+    ) -> None:
+        """Expose a component's plain counter dict as one labelled Prometheus counter."""
+        self.registry.register(_DictCounters(name, doc, label, read))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _DictCounters(Collector):
+    def __init__(
+        self, name: str, doc: str, label: str, read: Callable[[], Mapping[str, int]]
+    ) -> None:
+        self._name, self._doc, self._label, self._read = name, doc, label, read
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self._name, self._doc, labels=[self._label])
+        for key, value in sorted(self._read().items()):
+            family.add_metric([key], value)
+        yield family

@@ -89,6 +89,10 @@ class NodeService(Service):
         return self._config.node.home
 
     @property
+    def store(self) -> Store | None:
+        return self._store
+
+    @property
     def http_url(self) -> str:
         return self._http_url
 
@@ -114,6 +118,12 @@ class NodeService(Service):
             stack.push_async_callback(close_bounded, "libp2p", host.stop, timeout)
             await host.start()
             self._host = host
+            self.metrics.watch_counters(
+                "tessera_p2p_events",
+                "libp2p dials and peer exchanges by outcome",
+                "event",
+                lambda: host.counters,
+            )
 
             peers = self._peer_book = PeerBook(host, store, self.metrics)
             hotkey = self._binding.hotkey if self._binding else None

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
 from node.metrics import NodeMetrics
 from node.service import Service
-from p2p.host import P2PHost
-from store import Store
+from p2p.host import P2PHost, PeerInfo
+from store import MapFullError, Store
 
 _TOUCH_EVERY_S = 10.0
+
+log = logging.getLogger(__name__)
 
 
 class PeerBook(Service):
@@ -28,6 +31,7 @@ class PeerBook(Service):
         self._metrics = metrics
         self._interval_s = interval_s
         self._touched: dict[str, float] = {}
+        self._warned_at = float("-inf")
 
     async def run(self) -> None:
         while True:
@@ -41,6 +45,17 @@ class PeerBook(Service):
         due = [p for p in live if now - self._touched.get(p.peer_id, 0.0) >= _TOUCH_EVERY_S]
         if not due:
             return
+        try:
+            self._record(due, now)
+        except MapFullError as exc:
+            self._metrics.store_errors.labels("map_full").inc()
+            if now - self._warned_at >= 60.0:
+                self._warned_at = now
+                log.warning("peer book not updated: %s", exc)
+            return
+        self._touched.update((p.peer_id, now) for p in due)
+
+    def _record(self, due: list[PeerInfo], now: float) -> None:
         with self._store.write() as txn:
             for peer in due:
                 old = txn.get("peers", peer.peer_id) or {}
@@ -54,7 +69,6 @@ class PeerBook(Service):
                         "last_seen": now,
                     },
                 )
-        self._touched.update((p.peer_id, now) for p in due)
 
     def count(self) -> int:
         with self._store.read() as txn:

@@ -19,10 +19,13 @@ StartNode = Callable[..., Coroutine[Any, Any, NodeService]]
 async def start_node(tmp_path: Path) -> AsyncIterator[StartNode]:
     tasks: list[asyncio.Task[None]] = []
 
-    async def start(name: str, roles: list[str], bootstrap: list[str] | None = None) -> NodeService:
+    async def start(
+        name: str, roles: list[str], bootstrap: list[str] | None = None, **overrides: Any
+    ) -> NodeService:
         config = load_node_config(
             None,
             {
+                **overrides,
                 "node.home": str(tmp_path / name),
                 "node.roles": roles,
                 "http.listen": "127.0.0.1:0",

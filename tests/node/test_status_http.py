@@ -50,6 +50,7 @@ async def test_three_nodes_status_peers_metrics(start_node: StartNode) -> None:
         assert "tessera_peers_connected 2.0" in text
         assert 'tessera_build_info{peer_id="' in text
         assert 'tessera_http_requests_total{code="200",route="/status"}' in text
+        assert 'tessera_p2p_events_total{event="peerx_ok"}' in text
 
 
 async def test_errors_are_json(start_node: StartNode) -> None:
