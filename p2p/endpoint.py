@@ -1,0 +1,219 @@
+"""The protocol core: typed request/response over an injected transport, with every check.
+
+A component registers `async def on_x(msg, peer) -> reply` for a message class; the endpoint
+serves its protocol id on the transport and runs, in order: head decode, type/version/run, size and
+tensor spec, signature, sender binding to the channel, admission, staleness and replay, rate; then
+after the body arrives: digest, message decode, NaN/Inf. Any failure is answered with a signed
+Refusal carrying a reason code, counted, and logged once per peer and interval. The endpoint does
+no I/O itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from p2p.admission import AdmissionPolicy, PeerSession, verify_hello_binding
+from p2p.endpoint_checks import HeadChecker
+from p2p.envelope import Header, MalformedMessage, SeqCounter, decode_head, digest, open_frame, seal
+from p2p.identity import NodeKey
+from p2p.limits import LimitsConfig
+from p2p.messages import REPLIES, Hello, Message, Refusal, Welcome
+from p2p.refusals import Reason, RefusalLedger, Refused
+from p2p.tensors import check_finite
+from p2p.transport import Frame, Transport
+
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=Message)
+Handler = Callable[[Any, PeerSession], Awaitable[Message]]
+
+
+@runtime_checkable
+class SupportsBulkLane(Protocol):
+    def set_bulk_address(self, peer_id: str, address: str) -> None: ...
+
+
+class Endpoint:
+    def __init__(
+        self,
+        key: NodeKey,
+        run: str,
+        transport: Transport,
+        *,
+        admission: AdmissionPolicy,
+        hello: Callable[[], Hello],
+        limits: LimitsConfig | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._key = key
+        self.run = run
+        self._transport = transport
+        self._admission = admission
+        self._hello = hello
+        self._clock = clock
+        self._seq = SeqCounter()
+        self.sessions: dict[str, PeerSession] = {}
+        self.refusals = RefusalLedger()
+        self._checks = HeadChecker(run, limits or LimitsConfig(), self.sessions, clock)
+        self._pending_hello: dict[str, asyncio.Future[PeerSession]] = {}
+        self.register(Hello, self._on_hello)
+
+    @property
+    def peer_id(self) -> str:
+        return self._key.peer_id
+
+    def register(
+        self, cls: type[M], handler: Callable[[M, PeerSession], Awaitable[Message]]
+    ) -> None:
+        self._transport.serve(cls.protocol, _Served(self, cls, handler))
+
+    def seal(self, msg: Message, *, re: int | None = None) -> tuple[Frame, int]:
+        if re is not None:
+            msg = dataclasses.replace(msg, re=re)  # type: ignore[call-arg]
+        payload = msg.payload
+        body = payload.data if payload is not None else b""
+        seq = self._seq()
+        header = Header(
+            type_id=msg.type_id,
+            version=msg.version,
+            run=self.run,
+            sender=self.peer_id,
+            seq=seq,
+            ts=self._clock(),
+            digest=digest(body),
+            body_len=len(body),
+            dtype=payload.dtype if payload else None,
+            shape=payload.shape if payload else None,
+            meta=msg.meta(),
+        )
+        return seal(self._key, header, body), seq
+
+    async def request(self, peer_id: str, msg: Message, *, timeout: float = 30.0) -> Message:
+        """Send `msg` to `peer_id` and return its typed reply; a refusal raises Refused."""
+        if not isinstance(msg, Hello) and peer_id not in self.sessions:
+            await self.hello(peer_id, timeout=timeout)
+        frame, seq = self.seal(msg)
+        reply = await self._transport.request(peer_id, msg.protocol, frame, timeout=timeout)
+        try:
+            header, body = open_frame(reply, sender=peer_id)
+            cls = REPLIES.get(header.type_id)
+            if cls is None or header.meta.get("re") != seq or header.run != self.run:
+                raise Refused(Reason.MALFORMED, "reply does not answer this request")
+            answer = cls.decode(header, body)
+        except (Refused, MalformedMessage) as exc:
+            reason = exc.reason if isinstance(exc, Refused) else Reason.MALFORMED
+            self.refusals.record(peer_id, reason, f"bad reply: {exc}")
+            raise Refused(reason, f"bad reply from {peer_id}: {exc}") from None
+        if isinstance(answer, Refusal):
+            raise Refused(_reason(answer.reason), f"refused by {peer_id}: {answer.detail}")
+        return answer
+
+    async def hello(self, peer_id: str, *, timeout: float = 30.0) -> PeerSession:
+        """Introduce ourselves; the Welcome admits the peer to us as our Hello admits us to it."""
+        pending = self._pending_hello.get(peer_id)
+        if pending is None:
+            pending = asyncio.ensure_future(self._do_hello(peer_id, timeout))
+            self._pending_hello[peer_id] = pending
+            pending.add_done_callback(lambda _: self._pending_hello.pop(peer_id, None))
+        return await asyncio.shield(pending)
+
+    async def _do_hello(self, peer_id: str, timeout: float) -> PeerSession:
+        welcome = await self.request(peer_id, self._hello(), timeout=timeout)
+        if not isinstance(welcome, Welcome):
+            raise Refused(
+                Reason.MALFORMED, f"{peer_id} answered Hello with {type(welcome).__name__}"
+            )
+        try:
+            return self._admit(peer_id, welcome)
+        except Refused as exc:
+            self.refusals.record(peer_id, exc.reason, exc.detail)
+            raise
+
+    async def _on_hello(self, msg: Hello, peer: PeerSession) -> Message:
+        self._admit(peer.peer_id, msg)
+        mine = self._hello()
+        return Welcome(
+            roles=mine.roles,
+            capacity=mine.capacity,
+            binding=mine.binding,
+            bulk_addr=mine.bulk_addr,
+            agent=mine.agent,
+        )
+
+    def _admit(self, peer_id: str, intro: Hello | Welcome) -> PeerSession:
+        hotkey = verify_hello_binding(
+            intro.binding, peer_id=peer_id, run=self.run, now=self._clock()
+        )
+        if not self._admission.allows(hotkey, list(intro.roles)):
+            raise Refused(
+                Reason.NOT_ALLOWED, f"hotkey {hotkey} with roles {intro.roles} not admitted"
+            )
+        session = PeerSession(peer_id, hotkey, tuple(intro.roles), intro.capacity, intro.bulk_addr)
+        self.sessions[peer_id] = session
+        if intro.bulk_addr and isinstance(self._transport, SupportsBulkLane):
+            self._transport.set_bulk_address(peer_id, intro.bulk_addr)
+        return session
+
+    def refusal_frame(self, peer: str | None, exc: Refused, re: int) -> Frame:
+        self.refusals.record(peer, exc.reason, exc.detail)
+        return self.seal(Refusal(reason=exc.reason.value, detail=exc.detail[:500]), re=re)[0]
+
+
+class _Served:
+    """The FrameHandler of one message class on one endpoint."""
+
+    def __init__(self, endpoint: Endpoint, cls: type[Message], handler: Handler) -> None:
+        self._ep = endpoint
+        self._cls = cls
+        self._handler = handler
+
+    def check_head(self, peer: str | None, head: bytes, body_len: int) -> Frame | None:
+        seq = 0
+        try:
+            header, part, sig = decode_head(head)
+            seq = header.seq
+            self._ep._checks.check(self._cls, peer, header, part, sig, body_len)
+        except MalformedMessage as exc:
+            return self._ep.refusal_frame(peer, Refused(Reason.MALFORMED, str(exc)), seq)
+        except Refused as exc:
+            return self._ep.refusal_frame(peer or _sender(head), exc, seq)
+        return None
+
+    async def handle(self, peer: str | None, frame: Frame) -> Frame:
+        header, _, _ = decode_head(frame.head)  # check_head passed: decodes
+        sender = header.sender
+        try:
+            if len(frame.body) != header.body_len or digest(frame.body) != header.digest:
+                raise Refused(Reason.BAD_DIGEST, "body does not match the signed digest")
+            msg = self._cls.decode(header, frame.body)
+            if msg.payload is not None:
+                check_finite(msg.payload)
+            session = self._ep.sessions.get(sender) or PeerSession(sender, None, (), 0.0, "")
+            reply = await self._handler(msg, session)
+        except MalformedMessage as exc:
+            return self._ep.refusal_frame(sender, Refused(Reason.MALFORMED, str(exc)), header.seq)
+        except Refused as exc:
+            return self._ep.refusal_frame(sender, exc, header.seq)
+        except Exception as exc:  # a handler bug must not take the node down
+            log.exception("handler for %s failed", self._cls.__name__)
+            refusal = Refused(Reason.INTERNAL, type(exc).__name__)
+            return self._ep.refusal_frame(sender, refusal, header.seq)
+        return self._ep.seal(reply, re=header.seq)[0]
+
+
+def _sender(head: bytes) -> str | None:
+    try:
+        return decode_head(head)[0].sender
+    except MalformedMessage:
+        return None
+
+
+def _reason(code: str) -> Reason:
+    try:
+        return Reason(code)
+    except ValueError:
+        return Reason.MALFORMED

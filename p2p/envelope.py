@@ -1,0 +1,187 @@
+"""Signed envelopes: a small msgpack head signed by the sender, beside raw payload bytes.
+
+head = msgpack([MAGIC, type_id, version, run, sender, seq, ts, digest, body_len, dtype, shape,
+meta]) ‖ Ed25519 signature (64 bytes) over DOMAIN ‖ msgpack part. The body (tensor bytes) never
+enters msgpack; the head carries its blake3 digest, so the body's integrity follows from the
+head's signature whatever channel carried it. Decoding is strict and bounded: anything that does
+not parse raises MalformedMessage.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import blake3
+import msgpack
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from p2p.errors import IdentityError, P2PError
+from p2p.identity import NodeKey, public_bytes_from_peer_id
+from p2p.refusals import Reason, Refused
+from p2p.transport import MAX_HEAD_BYTES, Buffer, Frame
+
+MAGIC = "tsr1"
+DOMAIN = b"tessera/envelope/1\x00"
+SIG_LEN = 64
+_FIELDS = 12
+
+
+class MalformedMessage(P2PError):
+    """Bytes that do not decode to a well-formed envelope or message."""
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    type_id: int
+    version: int
+    run: str
+    sender: str
+    seq: int
+    ts: float
+    digest: bytes
+    body_len: int
+    dtype: str | None = None
+    shape: tuple[int, ...] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def digest(body: Buffer) -> bytes:
+    return blake3.blake3(
+        body, max_threads=blake3.blake3.AUTO if len(body) > 1 << 22 else 1
+    ).digest()
+
+
+class SeqCounter:
+    """Per-process sequence numbers that stay monotonic across restarts (µs clock origin)."""
+
+    def __init__(self) -> None:
+        self._next = itertools.count(time.time_ns() // 1000)
+
+    def __call__(self) -> int:
+        return next(self._next)
+
+
+def seal(key: NodeKey, header: Header, body: Buffer = b"") -> Frame:
+    """Encode and sign `header` (its sender, digest and body_len must describe `body`)."""
+    part = msgpack.packb(
+        [
+            MAGIC,
+            header.type_id,
+            header.version,
+            header.run,
+            header.sender,
+            header.seq,
+            header.ts,
+            header.digest,
+            header.body_len,
+            header.dtype,
+            list(header.shape) if header.shape is not None else None,
+            header.meta,
+        ],
+        use_bin_type=True,
+    )
+    head = part + key.sign(DOMAIN + part)
+    if len(head) > MAX_HEAD_BYTES:
+        raise MalformedMessage(f"head of {len(head)} bytes exceeds {MAX_HEAD_BYTES}")
+    return Frame(head=head, body=body)
+
+
+def decode_head(head: bytes) -> tuple[Header, bytes, bytes]:
+    """(header, signed part, signature); raises MalformedMessage. Does not check the signature."""
+    if not 1 + SIG_LEN <= len(head) <= MAX_HEAD_BYTES:
+        raise MalformedMessage(f"head length {len(head)} out of range")
+    part, sig = head[:-SIG_LEN], head[-SIG_LEN:]
+    try:
+        fields = msgpack.unpackb(
+            part,
+            raw=False,
+            strict_map_key=True,
+            max_bin_len=1024,
+            max_str_len=4096,
+            max_array_len=4096,
+            max_map_len=256,
+            max_ext_len=0,
+        )
+    except (
+        ValueError,
+        TypeError,
+        msgpack.ExtraData,
+        msgpack.FormatError,
+        msgpack.StackError,
+    ) as exc:
+        raise MalformedMessage(f"head does not decode: {exc}") from None
+    if not isinstance(fields, list) or len(fields) != _FIELDS or fields[0] != MAGIC:
+        raise MalformedMessage("head is not a tessera envelope")
+    _, type_id, version, run, sender, seq, ts, dig, body_len, dtype, shape, meta = fields
+    ok = (
+        _is_uint(type_id)
+        and _is_uint(version)
+        and isinstance(run, str)
+        and isinstance(sender, str)
+        and _is_uint(seq)
+        and isinstance(ts, float | int)
+        and isinstance(dig, bytes)
+        and len(dig) == 32
+        and _is_uint(body_len)
+        and (dtype is None or isinstance(dtype, str))
+        and isinstance(meta, dict)
+        and (shape is None or (isinstance(shape, list) and all(_is_uint(d) for d in shape)))
+    )
+    if not ok:
+        raise MalformedMessage("head fields have the wrong types")
+    header = Header(
+        type_id,
+        version,
+        run,
+        sender,
+        seq,
+        float(ts),
+        dig,
+        body_len,
+        dtype,
+        tuple(shape) if shape is not None else None,
+        meta,
+    )
+    return header, part, sig
+
+
+def signature_ok(header: Header, part: bytes, sig: bytes) -> bool:
+    try:
+        public = _public_key(header.sender)
+    except IdentityError:
+        return False
+    try:
+        public.verify(sig, DOMAIN + part)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def body_ok(header: Header, body: Buffer) -> bool:
+    return len(body) == header.body_len and digest(body) == header.digest
+
+
+@lru_cache(maxsize=4096)
+def _public_key(peer_id: str) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(public_bytes_from_peer_id(peer_id))
+
+
+def _is_uint(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def open_frame(frame: Frame, *, sender: str | None = None) -> tuple[Header, Buffer]:
+    """Decode and fully verify a frame (signature, body digest, and `sender` when given)."""
+    header, part, sig = decode_head(frame.head)
+    if sender is not None and header.sender != sender:
+        raise Refused(Reason.SENDER_MISMATCH, f"signed by {header.sender}, expected {sender}")
+    if not signature_ok(header, part, sig):
+        raise Refused(Reason.BAD_SIGNATURE, f"head not signed by {header.sender}")
+    if not body_ok(header, frame.body):
+        raise Refused(Reason.BAD_DIGEST, "body does not match the signed digest")
+    return header, frame.body

@@ -1,0 +1,211 @@
+"""Typed messages: each class has a fixed type id, version and protocol id, and one codec.
+
+A message's scalar fields travel in the signed head's `meta` map; a `tensor` field travels as the
+raw body with its dtype and shape in the head. `decode` checks every field's type and raises
+MalformedMessage for anything else. Class attributes carry the per-type caps that the endpoint
+enforces before reading a body (size, dtypes, rank, rate per peer).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from p2p.envelope import Header, MalformedMessage
+from p2p.tensors import FLOAT_DTYPES, TensorPayload
+from p2p.transport import Buffer
+
+M = TypeVar("M", bound="Message")
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    type_id: ClassVar[int]
+    version: ClassVar[int] = 1
+    protocol: ClassVar[str] = ""  # requests only; replies travel back on the request's stream
+    dtypes: ClassVar[frozenset[str]] = frozenset()
+    max_rank: ClassVar[int] = 0
+    max_body: ClassVar[int] = 0
+    rate_per_s: ClassVar[float] = 50.0
+    burst: ClassVar[int] = 100
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "tensor"
+        }
+
+    @property
+    def payload(self) -> TensorPayload | None:
+        return getattr(self, "tensor", None)
+
+    @classmethod
+    def decode(cls: type[M], header: Header, body: Buffer) -> M:
+        hints = typing.get_type_hints(cls)
+        kwargs: dict[str, Any] = {}
+        names = {f.name for f in dataclasses.fields(cls)}
+        extra = set(header.meta) - names
+        if extra:
+            raise MalformedMessage(f"{cls.__name__}: unknown fields {sorted(extra)}")
+        for name in names:
+            if name == "tensor":
+                if header.dtype is None or header.shape is None:
+                    raise MalformedMessage(f"{cls.__name__}: tensor payload missing")
+                kwargs[name] = TensorPayload(header.dtype, header.shape, body)
+            elif name in header.meta:
+                kwargs[name] = _check(cls.__name__, name, header.meta[name], hints[name])
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise MalformedMessage(f"{cls.__name__}: {exc}") from None
+
+
+def _check(cls: str, name: str, value: Any, hint: Any) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is list:
+        if isinstance(value, list) and all(isinstance(v, args[0]) for v in value):
+            return value
+    elif origin is dict:
+        if isinstance(value, dict):
+            return value
+    elif origin in (typing.Union, type(int | None)):
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _check(cls, name, value, arg)
+            except MalformedMessage:
+                continue
+    elif hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(value, hint):
+        return value
+    raise MalformedMessage(f"{cls}.{name}: {type(value).__name__} is not {hint}")
+
+
+# Replies -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ack(Message):
+    type_id = 1
+    re: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refusal(Message):
+    type_id = 2
+    re: int = 0
+    reason: str
+    detail: str = ""
+
+
+# Control -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hello(Message):
+    """Who a peer is: roles, declared capacity, hotkey binding and bulk-lane address."""
+
+    type_id = 10
+    protocol = "/tessera/hello/1"
+    rate_per_s = 1.0
+    burst = 5
+    roles: list[str] = field(default_factory=list)
+    capacity: float = 0.0
+    binding: dict[str, Any] | None = None
+    bulk_addr: str = ""
+    agent: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Welcome(Message):
+    """The answer to Hello: the responder's own Hello fields."""
+
+    type_id = 11
+    re: int = 0
+    roles: list[str] = field(default_factory=list)
+    capacity: float = 0.0
+    binding: dict[str, Any] | None = None
+    bulk_addr: str = ""
+    agent: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heartbeat(Message):
+    type_id = 12
+    protocol = "/tessera/heartbeat/1"
+    rate_per_s = 5.0
+    burst = 10
+    window: int = 0
+    load: float = 0.0
+
+
+# Work ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Activation(Message):
+    type_id = 20
+    protocol = "/tessera/activation/1"
+    dtypes = FLOAT_DTYPES
+    max_rank = 4
+    max_body = 256 * MiB
+    rate_per_s = 200.0
+    burst = 400
+    window: int
+    batch: int
+    stage: int
+    tensor: TensorPayload
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Gradient(Activation):
+    type_id = 21
+    protocol = "/tessera/gradient/1"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Receipt(Message):
+    """A miner's signed claim of one unit of work (the envelope's signature signs it)."""
+
+    type_id = 30
+    protocol = "/tessera/receipt/1"
+    rate_per_s = 500.0
+    burst = 1000
+    window: int
+    batch: int
+    stage: int
+    direction: str
+    input_digest: bytes
+    output_digest: bytes
+    weights_version: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlobRequest(Message):
+    type_id = 40
+    protocol = "/tessera/blob/1"
+    digest: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlobReply(Message):
+    """A blob's bytes as a uint8 payload; the envelope's digest proves the content."""
+
+    type_id = 41
+    dtypes = frozenset({"uint8"})
+    max_rank = 1
+    max_body = 1024 * MiB
+    re: int = 0
+    tensor: TensorPayload
+
+
+REQUESTS: tuple[type[Message], ...] = (Hello, Heartbeat, Activation, Gradient, Receipt, BlobRequest)
+REPLIES: dict[int, type[Message]] = {c.type_id: c for c in (Ack, Refusal, Welcome, BlobReply)}

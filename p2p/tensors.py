@@ -1,0 +1,92 @@
+"""Tensor payloads as raw bytes with dtype and shape: checks, and conversion to and from torch.
+
+The p2p layer never pickles or msgpacks tensors: a payload is its contiguous bytes plus the dtype
+name and shape carried in the signed head. torch is imported only when a tensor is built or
+checked for NaN/Inf.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from p2p.refusals import Reason, Refused
+from p2p.transport import Buffer
+
+if TYPE_CHECKING:
+    import torch
+
+ITEMSIZE = {
+    "float32": 4,
+    "float16": 2,
+    "bfloat16": 2,
+    "float64": 8,
+    "int64": 8,
+    "int32": 4,
+    "int16": 2,
+    "int8": 1,
+    "uint8": 1,
+    "bool": 1,
+}
+FLOAT_DTYPES = frozenset({"float32", "float16", "bfloat16", "float64"})
+
+
+@dataclass(frozen=True, slots=True)
+class TensorPayload:
+    dtype: str
+    shape: tuple[int, ...]
+    data: Buffer
+
+    @classmethod
+    def from_torch(cls, tensor: torch.Tensor) -> TensorPayload:
+        import torch
+
+        t = tensor.detach().contiguous().cpu()
+        name = str(t.dtype).removeprefix("torch.")
+        if name not in ITEMSIZE:
+            raise Refused(Reason.BAD_DTYPE, f"unsupported dtype {name}")
+        raw = t.view(torch.uint8) if t.numel() else t
+        return cls(name, tuple(t.shape), raw.numpy().data.cast("B"))
+
+    def to_torch(self) -> torch.Tensor:
+        import torch
+
+        dtype = getattr(torch, self.dtype)
+        if len(self.data) == 0:
+            return torch.empty(self.shape, dtype=dtype)
+        writable = isinstance(self.data, memoryview) and not self.data.readonly
+        buffer = self.data if writable else bytearray(self.data)
+        return torch.frombuffer(buffer, dtype=dtype).reshape(self.shape)
+
+
+def check_spec(
+    dtype: str | None,
+    shape: tuple[int, ...] | None,
+    body_len: int,
+    *,
+    dtypes: frozenset[str],
+    max_rank: int,
+) -> None:
+    """Refuse a head whose dtype/shape is not allowed or does not describe `body_len` bytes."""
+    if dtype is None or shape is None:
+        if dtype is not None or shape is not None:
+            raise Refused(Reason.BAD_SHAPE, "dtype and shape go together")
+        if dtypes:
+            raise Refused(Reason.BAD_DTYPE, "a tensor payload is required")
+        return
+    if dtype not in dtypes:
+        raise Refused(Reason.BAD_DTYPE, f"dtype {dtype} not allowed here")
+    if len(shape) > max_rank:
+        raise Refused(Reason.BAD_SHAPE, f"rank {len(shape)} exceeds {max_rank}")
+    if math.prod(shape) * ITEMSIZE[dtype] != body_len:
+        raise Refused(Reason.BAD_SHAPE, f"shape {shape} of {dtype} is not {body_len} bytes")
+
+
+def check_finite(payload: TensorPayload) -> None:
+    if payload.dtype not in FLOAT_DTYPES or not payload.data:
+        return
+    import torch
+
+    if not bool(torch.isfinite(payload.to_torch()).all()):
+        raise Refused(Reason.NON_FINITE, "tensor contains NaN or Inf")

@@ -1,0 +1,211 @@
+"""Protocol core on the memory transport: typed exchange, admission, and every refusal code."""
+
+import time
+
+import pytest
+import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from p2p.admission import PeerSession
+from p2p.envelope import digest
+from p2p.memory_transport import MemoryNetwork
+from p2p.messages import Ack, Activation, BlobReply, BlobRequest, Gradient, Hello, Message
+from p2p.refusals import Reason, Refused
+from p2p.tensors import TensorPayload
+from p2p.transport import Frame
+from tests.p2p.endpoint_kit import Node, allow, make_hotkey, make_node, refusal_reason, resign
+
+
+@pytest.fixture(scope="module")
+def hotkeys(tmp_path_factory: pytest.TempPathFactory):
+    path = tmp_path_factory.mktemp("wallets")
+    return [make_hotkey(path, f"w{i}") for i in range(4)]
+
+
+@pytest.fixture
+def trio_net(hotkeys):
+    network = MemoryNetwork()
+    policy = allow(*hotkeys[:3])
+    nodes = [make_node(network, hk, policy) for hk in hotkeys[:3]]
+    received: list[tuple[Message, PeerSession]] = []
+
+    async def on_activation(msg: Activation, peer: PeerSession) -> Message:
+        received.append((msg, peer))
+        return Ack()
+
+    for node in nodes:
+        node.endpoint.register(Activation, on_activation)
+    return network, nodes, received
+
+
+def activation(tensor: torch.Tensor, batch: int = 0) -> Activation:
+    return Activation(window=1, batch=batch, stage=0, tensor=TensorPayload.from_torch(tensor))
+
+
+async def test_signed_activation_round_trip_admits_both_ways(trio_net) -> None:
+    _, (a, b, c), received = trio_net
+    x = torch.randn(2, 8, 16)
+    reply = await b.endpoint.request(a.key.peer_id, activation(x))
+    assert isinstance(reply, Ack)
+    msg, peer = received[0]
+    assert torch.equal(msg.tensor.to_torch(), x)
+    assert peer.peer_id == b.key.peer_id and peer.hotkey == b.hotkey and peer.roles == ("miner",)
+    assert b.key.peer_id in a.endpoint.sessions and a.key.peer_id in b.endpoint.sessions
+    assert b.transport.bulk_addresses[a.key.peer_id] == "127.0.0.1:9"
+    await c.endpoint.request(b.key.peer_id, activation(torch.ones(3, 4), batch=2))
+    assert len(received) == 2
+
+
+async def test_blob_fetch_by_digest(trio_net) -> None:
+    _, (a, b, _), _ = trio_net
+    blobs = {digest(b"weights-v1").hex(): b"weights-v1"}
+
+    async def on_blob(msg: BlobRequest, peer: PeerSession) -> Message:
+        data = blobs.get(msg.digest)
+        if data is None:
+            raise Refused(Reason.NOT_FOUND, msg.digest)
+        return BlobReply(tensor=TensorPayload("uint8", (len(data),), data))
+
+    a.endpoint.register(BlobRequest, on_blob)
+    reply = await b.endpoint.request(a.key.peer_id, BlobRequest(digest=digest(b"weights-v1").hex()))
+    assert isinstance(reply, BlobReply) and bytes(reply.tensor.data) == b"weights-v1"
+    with pytest.raises(Refused) as err:
+        await b.endpoint.request(a.key.peer_id, BlobRequest(digest="00" * 32))
+    assert err.value.reason is Reason.NOT_FOUND
+
+
+async def test_admission_refusals(trio_net, hotkeys) -> None:
+    network, (a, _, _), _ = trio_net
+    policy = allow(*hotkeys[:3])
+    outsider = make_node(network, hotkeys[3], policy)
+    unbound = make_node(network, None, policy)
+    thief = make_node(network, hotkeys[1], policy, binding_for=a.key.peer_id)
+    cases = [
+        (outsider, Reason.NOT_ALLOWED),
+        (unbound, Reason.NOT_ALLOWED),
+        (thief, Reason.BAD_BINDING),
+    ]
+    for node, reason in cases:
+        with pytest.raises(Refused) as err:
+            await node.endpoint.request(a.key.peer_id, activation(torch.zeros(2)))
+        assert err.value.reason is reason
+        assert node.key.peer_id not in a.endpoint.sessions
+    assert a.endpoint.refusals.counts["not_allowed"] == 2
+    assert a.endpoint.refusals.counts["bad_binding"] == 1
+
+
+async def admitted_pair(trio_net) -> tuple[Node, Node, Frame]:
+    _, (a, b, _), _ = trio_net
+    if a.key.peer_id not in b.endpoint.sessions:
+        await b.endpoint.hello(a.key.peer_id)
+    frame, _ = b.endpoint.seal(activation(torch.randn(4, 4)))
+    return a, b, frame
+
+
+async def send(b: Node, a: Node, frame: Frame, protocol: str = Activation.protocol) -> str | None:
+    return refusal_reason(await b.transport.request(a.key.peer_id, protocol, frame, timeout=5))
+
+
+async def test_frame_attacks_each_get_their_code(trio_net, hotkeys) -> None:
+    a, b, good = await admitted_pair(trio_net)
+    _, (_, _, c), received = trio_net
+    flipped_sig = Frame(good.head[:-1] + bytes([good.head[-1] ^ 1]), good.body)
+    tampered = Frame(good.head, bytes([good.body[0] ^ 1]) + bytes(good.body[1:]))
+    nan = b.endpoint.seal(activation(torch.tensor([1.0, float("nan")])))[0]
+    big = resign(good, b.key, body_len=300 * 2**20, shape=(75 * 2**20,))
+    cases = {
+        "malformed": Frame(b"\x00" * 100, b""),
+        "truncated": Frame(good.head[: len(good.head) // 2], good.body),
+        "bad_signature": flipped_sig,
+        "re-signed by another key": resign(good, c.key),
+        "re-signed as the attacker": resign(good, c.key, sender=c.key.peer_id),
+        "bad_digest": tampered,
+        "non_finite": nan,
+        "too_large": big,
+        "bad_shape": resign(good, b.key, shape=(4, 5)),
+        "bad_dtype": resign(good, b.key, dtype="int32"),
+        "wrong_run": resign(good, b.key, run="other-run"),
+        "stale": resign(good, b.key, ts=time.time() - 3600),
+        "unknown_type": resign(good, b.key, type_id=Gradient.type_id),
+        "unsupported_version": resign(good, b.key, version=9),
+    }
+    expected = {
+        "malformed": "malformed",
+        "truncated": "malformed",
+        "bad_signature": "bad_signature",
+        "re-signed by another key": "bad_signature",
+        "re-signed as the attacker": "sender_mismatch",
+        "bad_digest": "bad_digest",
+        "non_finite": "non_finite",
+        "too_large": "too_large",
+        "bad_shape": "bad_shape",
+        "bad_dtype": "bad_dtype",
+        "wrong_run": "wrong_run",
+        "stale": "stale",
+        "unknown_type": "unknown_type",
+        "unsupported_version": "unsupported_version",
+    }
+    before = len(received)
+    for name, frame in cases.items():
+        assert await send(b, a, frame) == expected[name], name
+    assert len(received) == before  # no refused frame reached the handler
+    for code in set(expected.values()):
+        assert a.endpoint.refusals.counts[code] >= 1
+    fresh = b.endpoint.seal(activation(torch.randn(4, 4)))[0]
+    assert await send(b, a, fresh) is None  # a genuine frame still works, once
+    assert await send(b, a, fresh) == "replay"
+    assert len(received) == before + 1
+
+
+async def test_unknown_sender_and_channel_mismatch(trio_net, hotkeys) -> None:
+    network, (a, _, c), _ = trio_net
+    stranger = make_node(network, hotkeys[2], allow(*hotkeys))
+    frame = stranger.endpoint.seal(activation(torch.ones(2)))[0]
+    assert await send(stranger, a, frame) == "unknown_sender"
+    await c.endpoint.hello(a.key.peer_id)
+    relayed = c.endpoint.seal(activation(torch.ones(2)))[0]
+    assert await send(stranger, a, relayed) == "sender_mismatch"  # authenticated channel ≠ signer
+
+
+async def test_hello_rate_limit(trio_net) -> None:
+    _, (a, b, _), _ = trio_net
+    codes = []
+    for _ in range(8):
+        frame = b.endpoint.seal(b.endpoint._hello())[0]
+        codes.append(await send(b, a, frame, Hello.protocol))
+    assert codes[:5] == [None] * 5 and "rate_limited" in codes[5:]
+
+
+async def test_handler_crash_is_internal_refusal_and_node_survives(trio_net) -> None:
+    _, (a, b, _), _ = trio_net
+
+    async def broken(msg: Gradient, peer: PeerSession) -> Message:
+        raise ZeroDivisionError
+
+    a.endpoint.register(Gradient, broken)
+    grad = Gradient(window=1, batch=0, stage=1, tensor=TensorPayload.from_torch(torch.ones(2)))
+    with pytest.raises(Refused) as err:
+        await b.endpoint.request(a.key.peer_id, grad)
+    assert err.value.reason is Reason.INTERNAL
+    assert isinstance(await b.endpoint.request(a.key.peer_id, activation(torch.ones(2))), Ack)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+async def test_fuzzed_frames_never_reach_the_handler(trio_net, data) -> None:
+    a, b, good = await admitted_pair(trio_net)
+    _, _, received = trio_net
+    before = len(received)
+    head = bytearray(good.head)
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(head) - 1))
+        head[i] ^= data.draw(st.integers(1, 255))
+    assume(bytes(head) != good.head)
+    junk = data.draw(st.binary(max_size=200))
+    for frame in (Frame(bytes(head), good.body), Frame(junk, b"")):
+        reason = await send(b, a, frame)
+        assert reason is not None and reason in {r.value for r in Reason}
+    assert len(received) == before
