@@ -9,7 +9,9 @@ from typing import Any, Literal
 from node.config_loader import ConfigError, build, load_toml, merge_dotted
 from node.roles import ROLE_NAMES, MinerConfig, OrchestratorConfig, ValidatorConfig
 from node.status_http import HttpConfig
+from p2p.admission import AdmissionConfig
 from p2p.host import HostConfig
+from p2p.limits import LimitsConfig
 from store import StoreConfig
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -36,6 +38,8 @@ class NodeConfig:
     node: NodeSection = field(default_factory=NodeSection)
     http: HttpConfig = field(default_factory=HttpConfig)
     p2p: HostConfig = field(default_factory=HostConfig)
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     orchestrator: OrchestratorConfig = field(default_factory=OrchestratorConfig)
     miner: MinerConfig = field(default_factory=MinerConfig)

@@ -67,3 +67,23 @@ def verify_hello_binding(
     except BindingError as exc:
         raise Refused(Reason.BAD_BINDING, str(exc)) from None
     return parsed.hotkey
+
+
+@dataclass(kw_only=True, slots=True)
+class AdmissionConfig:
+    mode: str = "any-bound"
+    """`allowlist`: only `hotkeys` may join; `any-bound`: any peer with a valid hotkey binding."""
+    hotkeys: list[str] = field(default_factory=list)
+    unbound_roles: list[str] = field(default_factory=list)
+    """Roles a peer may hold without a hotkey binding (e.g. a self-hosted orchestrator)."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("allowlist", "any-bound"):
+            raise ValueError(
+                f"admission.mode must be 'allowlist' or 'any-bound', got {self.mode!r}"
+            )
+
+    def build(self) -> AdmissionPolicy:
+        if self.mode == "allowlist":
+            return HotkeyAllowlist(self.hotkeys, unbound_roles=self.unbound_roles)
+        return AnyBoundPeer(unbound_roles=self.unbound_roles)

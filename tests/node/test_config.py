@@ -122,3 +122,10 @@ def test_set_assignment_parsing() -> None:
 def test_build_rejects_unknown_nested_key() -> None:
     with pytest.raises(ConfigError, match="unknown key 'node.homedir'"):
         build(NodeConfig, {"node": {"homedir": "/x"}}, source="test")
+
+
+def test_shipped_example_config_loads() -> None:
+    example = Path(__file__).parents[2] / "systemd" / "example.toml"
+    cfg = load_node_config(example, {})
+    assert cfg.node.roles == ["miner"] and cfg.store.map_size_mib == 4096
+    assert cfg.admission.mode == "any-bound"
