@@ -21,6 +21,8 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 class NodeSection:
     home: Path = field(default_factory=lambda: Path("~/.tessera").expanduser())
     roles: list[str] = field(default_factory=list)
+    run_id: str = "devnet"
+    """The training run this node takes part in; messages of other runs are refused."""
     log_level: LogLevel = "info"
     shutdown_timeout_s: float = 5.0
 
@@ -29,6 +31,8 @@ class NodeSection:
         if unknown:
             raise ValueError(f"unknown role {unknown[0]!r} (roles: {', '.join(ROLE_NAMES)})")
         self.roles = list(dict.fromkeys(self.roles))
+        if not self.run_id or any(c.isspace() for c in self.run_id):
+            raise ValueError(f"node.run_id must be a non-empty word, got {self.run_id!r}")
         if self.shutdown_timeout_s <= 0:
             raise ValueError("node.shutdown_timeout_s must be > 0")
 

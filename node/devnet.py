@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import signal
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from node.devnet_procs import DevnetNode, NodeSpec, all_connected, fetch_statuses, print_table
+from node.devnet_procs import DevnetNode, NodeSpec, all_admitted, fetch_statuses, print_table
 
 
 def add_parser(sub: Any) -> None:
@@ -35,12 +36,12 @@ def add_parser(sub: Any) -> None:
         "--connect-timeout",
         type=float,
         default=60.0,
-        help="seconds to wait for every node to see every other",
+        help="seconds to wait for every node to admit every other",
     )
     p.add_argument(
         "--exit-when-connected",
         action="store_true",
-        help="stop the network and exit 0 once every node sees every other",
+        help="stop the network and exit 0 once every node has admitted every other",
     )
     p.set_defaults(func=run)
 
@@ -60,25 +61,32 @@ async def run_devnet(root: Path, args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     print(f"devnet: homes under {root}")
     try:
+        hotkeys = [node.prepare_identity() for node in nodes]
+        admission = [
+            "--set",
+            'admission.mode="allowlist"',
+            "--set",
+            f"admission.hotkeys={json.dumps(hotkeys)}",
+        ]
         orchestrator, *others = nodes
-        await orchestrator.start(bootstrap=[])
+        await orchestrator.start(bootstrap=[], extra_args=admission)
         for node in others:
-            await node.start(bootstrap=orchestrator.endpoints["p2p"])
+            await node.start(bootstrap=orchestrator.endpoints["p2p"], extra_args=admission)
         deadline = loop.time() + args.connect_timeout
         while not stop.is_set():
             statuses = await fetch_statuses(nodes)
-            if all_connected(statuses):
+            if all_admitted(statuses):
                 break
             if loop.time() > deadline:
                 print_table(nodes, statuses)
-                print("devnet: nodes did not all connect in time", file=sys.stderr)
+                print("devnet: nodes did not all admit each other in time", file=sys.stderr)
                 return 1
             await asyncio.sleep(0.5)
         else:
             return 0
         print_table(nodes, statuses)
         if args.exit_when_connected:
-            print("devnet: every node sees every other; stopping")
+            print("devnet: every node has admitted every other; stopping")
             return 0
         print("devnet: up. `tessera status URL` shows a node; Ctrl-C stops the network.")
         while not stop.is_set():

@@ -38,22 +38,23 @@ class DevnetNode:
     def returncode(self) -> int | None:
         return self._proc.returncode if self._proc else None
 
-    def _prepare_identity(self) -> None:
+    def prepare_identity(self) -> str:
+        """Create the node key, a test wallet and the hotkey binding; return the hotkey."""
         self.home.mkdir(parents=True, exist_ok=True)
         key = NodeKey.load_or_create(self.home / KEY_FILE)
-        if self.spec.role != "orchestrator":
-            wallet = Namespace(
-                wallet_name=self.spec.name,
-                wallet_hotkey="default",
-                wallet_path=self.home.parent / "wallets",
-                test_wallet=True,
-                run_id="",
-                binding_days=1.0,
-            )
-            bind_hotkey(self.home, key, wallet)
+        wallet = Namespace(
+            wallet_name=self.spec.name,
+            wallet_hotkey="default",
+            wallet_path=self.home.parent / "wallets",
+            test_wallet=True,
+            run_id="",
+            binding_days=1.0,
+        )
+        return bind_hotkey(self.home, key, wallet).hotkey
 
-    async def start(self, *, bootstrap: list[str], timeout: float = 30.0) -> None:
-        self._prepare_identity()
+    async def start(
+        self, *, bootstrap: list[str], extra_args: list[str], timeout: float = 30.0
+    ) -> None:
         (self.home / ENDPOINTS_FILE).unlink(missing_ok=True)
         cmd = [
             sys.executable,
@@ -71,6 +72,7 @@ class DevnetNode:
         ]
         for addr in bootstrap:
             cmd += ["--bootstrap", addr]
+        cmd += extra_args
         with self.log_path.open("ab") as log:
             self._proc = await asyncio.create_subprocess_exec(
                 *cmd,
@@ -129,19 +131,24 @@ async def fetch_statuses(nodes: list[DevnetNode]) -> list[dict[str, Any] | None]
         return list(await asyncio.gather(*(one(session, n) for n in nodes)))
 
 
-def all_connected(statuses: list[dict[str, Any] | None]) -> bool:
+def admitted_ids(status: dict[str, Any]) -> set[str]:
+    return {peer["peer_id"] for peer in status["admitted_peers"]}
+
+
+def all_admitted(statuses: list[dict[str, Any] | None]) -> bool:
+    """Every node has admitted every other (hello exchanged, bindings verified)."""
     if any(s is None for s in statuses):
         return False
     ids = {s["peer_id"] for s in statuses if s}
-    return all(ids - {s["peer_id"]} <= set(s["connected_peers"]) for s in statuses if s)
+    return all(ids - {s["peer_id"]} <= admitted_ids(s) for s in statuses if s)
 
 
 def print_table(nodes: list[DevnetNode], statuses: list[dict[str, Any] | None]) -> None:
-    print(f"{'node':<13} {'role':<13} {'peer id':<14} {'peers':>5}  http")
+    print(f"{'node':<13} {'role':<13} {'peer id':<14} {'admitted':>8}  http")
     for node, status in zip(nodes, statuses, strict=True):
-        peers = len(status["connected_peers"]) if status else "?"
+        peers = len(admitted_ids(status)) if status else "?"
         short = node.endpoints.get("peer_id", "?")[-12:]
         print(
-            f"{node.spec.name:<13} {node.spec.role:<13} …{short:<13} {peers:>5}  "
+            f"{node.spec.name:<13} {node.spec.role:<13} …{short:<13} {peers:>8}  "
             f"{node.endpoints.get('http', '-')}"
         )

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from node import __version__
+from node.blob_server import serve_blobs
 from node.config import NodeConfig
+from node.greeter import Greeter
 from node.metrics import NodeMetrics
 from node.peer_book import PeerBook
 from node.roles import (
@@ -31,9 +33,12 @@ from node.sdnotify import SystemdNotifier
 from node.service import Service, close_bounded, run_service, sleep_forever
 from node.status_http import StatusServer, build_app
 from p2p.binding import HotkeyBinding
+from p2p.endpoint import Endpoint
 from p2p.host import P2PHost
 from p2p.identity import NodeKey
-from store import Store
+from p2p.libp2p_transport import Libp2pTransport
+from p2p.messages import Hello
+from store import BlobStore, Store
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +85,8 @@ class NodeService(Service):
         self._host: P2PHost | None = None
         self._store: Store | None = None
         self._peer_book: PeerBook | None = None
+        self._greeter: Greeter | None = None
+        self.endpoint: Endpoint | None = None
         self._http_url = ""
         self.metrics = NodeMetrics(roles=config.node.roles, peer_id=key.peer_id)
         self.ready = asyncio.Event()
@@ -118,19 +125,33 @@ class NodeService(Service):
             stack.push_async_callback(close_bounded, "libp2p", host.stop, timeout)
             await host.start()
             self._host = host
-            self.metrics.watch_counters(
-                "tessera_p2p_events",
-                "libp2p dials and peer exchanges by outcome",
-                "event",
-                lambda: host.counters,
+            transport = Libp2pTransport(host, cfg.p2p)
+            stack.push_async_callback(close_bounded, "transport", transport.close, timeout)
+            endpoint = self.endpoint = Endpoint(
+                self._key,
+                cfg.node.run_id,
+                transport,
+                admission=cfg.admission.build(),
+                hello=lambda: self._hello(transport.bulk_address),
+                limits=cfg.limits,
             )
-
+            greeter = self._greeter = Greeter(endpoint, host)
+            serve_blobs(endpoint, BlobStore(store))
             peers = self._peer_book = PeerBook(host, store, self.metrics)
             hotkey = self._binding.hotkey if self._binding else None
-            ctx = RoleContext(store=store, host=host, peers=peers, binding_hotkey=hotkey)
+            ctx = RoleContext(
+                run_id=cfg.node.run_id,
+                store=store,
+                host=host,
+                endpoint=endpoint,
+                peers=peers,
+                binding_hotkey=hotkey,
+            )
             self._roles = [self._make_role(name, ctx) for name in cfg.node.roles]
+            await transport.start()
+            self._watch(host, transport, endpoint, greeter)
             workers = Workers(
-                [peers, *self._roles, *self._extra],
+                [peers, greeter, *self._roles, *self._extra],
                 {"p2p-maintain": host.maintain, "watchdog": self._notifier.watchdog},
             )
             stack.callback(self._remove_endpoints)
@@ -145,6 +166,45 @@ class NodeService(Service):
             self._notifier.notify("READY=1", f"STATUS=serving {self._http_url}")
             self.ready.set()
             await run_service(workers)
+
+    def _hello(self, bulk_addr: str) -> Hello:
+        roles = self._config.node.roles
+        return Hello(
+            roles=list(roles),
+            capacity=self._config.miner.capacity if "miner" in roles else 0.0,
+            binding=self._binding.to_json() if self._binding else None,
+            bulk_addr=bulk_addr,
+            agent=f"tessera/{__version__}",
+        )
+
+    def _watch(
+        self, host: P2PHost, transport: Libp2pTransport, endpoint: Endpoint, greeter: Greeter
+    ) -> None:
+        watch = self.metrics.watch_counters
+        watch(
+            "tessera_p2p_events",
+            "libp2p dials and peer exchanges by outcome",
+            "event",
+            lambda: host.counters,
+        )
+        watch(
+            "tessera_transport_events",
+            "Frames, bytes and stream events of the transport",
+            "event",
+            lambda: transport.counters,
+        )
+        watch(
+            "tessera_refusals",
+            "Messages refused by this node, by reason code",
+            "reason",
+            lambda: endpoint.refusals.counts,
+        )
+        watch(
+            "tessera_greetings",
+            "Hellos and heartbeats sent, by outcome",
+            "event",
+            lambda: greeter.counters,
+        )
 
     def _make_role(self, name: str, ctx: RoleContext) -> RoleComponent[Any]:
         cfg = self._config
@@ -181,12 +241,28 @@ class NodeService(Service):
             "listen_addrs": host.listen_addrs if host else [],
             "http": self._http_url,
             "uptime_s": round(time.time() - self.metrics.started_at, 3),
+            "run_id": self._config.node.run_id,
             "connected_peers": [p.peer_id for p in live],
+            "admitted_peers": self._admitted(),
+            "refusals": dict(self.endpoint.refusals.counts) if self.endpoint else {},
             "store": self._store_stats(),
         }
         for role in self._roles:
             doc[role.name] = role.status()
         return doc
+
+    def _admitted(self) -> list[dict[str, Any]]:
+        if self.endpoint is None:
+            return []
+        return [
+            {
+                "peer_id": s.peer_id,
+                "hotkey": s.hotkey,
+                "roles": list(s.roles),
+                "capacity": s.capacity,
+            }
+            for s in self.endpoint.sessions.values()
+        ]
 
     def peers(self) -> dict[str, Any]:
         host = self._host

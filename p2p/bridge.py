@@ -215,6 +215,17 @@ class TrioThread:
                 token.run_sync_soon(call.cancel)
             raise
 
+    def run_sync_soon(self, fn: Callable[[*Ts], object], *args: *Ts) -> None:
+        """Schedule the plain function `fn(*args)` in the trio thread and return at once."""
+        with self._lock:
+            token = self._token
+        if token is None or self._stop_requested:
+            raise HostError("trio thread is not running")
+        try:
+            token.run_sync_soon(fn, *args)
+        except trio.RunFinishedError:
+            raise HostError("trio thread is not running") from None
+
     def _request_stop(self) -> None:
         with self._lock:
             self._stop_requested = True

@@ -25,7 +25,7 @@ from p2p.limits import LimitsConfig
 from p2p.messages import REPLIES, Hello, Message, Refusal, Welcome
 from p2p.refusals import Reason, RefusalLedger, Refused
 from p2p.tensors import check_finite
-from p2p.transport import Frame, Transport
+from p2p.transport import Frame, Transport, nbytes
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=Message)
@@ -85,7 +85,7 @@ class Endpoint:
             seq=seq,
             ts=self._clock(),
             digest=digest(body),
-            body_len=len(body),
+            body_len=nbytes(body),
             dtype=payload.dtype if payload else None,
             shape=payload.shape if payload else None,
             meta=msg.meta(),
@@ -187,7 +187,7 @@ class _Served:
         header, _, _ = decode_head(frame.head)  # check_head passed: decodes
         sender = header.sender
         try:
-            if len(frame.body) != header.body_len or digest(frame.body) != header.digest:
+            if nbytes(frame.body) != header.body_len or digest(frame.body) != header.digest:
                 raise Refused(Reason.BAD_DIGEST, "body does not match the signed digest")
             msg = self._cls.decode(header, frame.body)
             if msg.payload is not None:

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from p2p.errors import IdentityError, P2PError
 from p2p.identity import NodeKey, public_bytes_from_peer_id
 from p2p.refusals import Reason, Refused
-from p2p.transport import MAX_HEAD_BYTES, Buffer, Frame
+from p2p.transport import MAX_HEAD_BYTES, Buffer, Frame, nbytes
 
 MAGIC = "tsr1"
 DOMAIN = b"tessera/envelope/1\x00"
@@ -52,7 +52,7 @@ class Header:
 
 def digest(body: Buffer) -> bytes:
     return blake3.blake3(
-        body, max_threads=blake3.blake3.AUTO if len(body) > 1 << 22 else 1
+        body, max_threads=blake3.blake3.AUTO if nbytes(body) > 1 << 22 else 1
     ).digest()
 
 
@@ -163,7 +163,7 @@ def signature_ok(header: Header, part: bytes, sig: bytes) -> bool:
 
 
 def body_ok(header: Header, body: Buffer) -> bool:
-    return len(body) == header.body_len and digest(body) == header.digest
+    return nbytes(body) == header.body_len and digest(body) == header.digest
 
 
 @lru_cache(maxsize=4096)

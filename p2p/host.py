@@ -22,7 +22,7 @@ import trio
 
 from p2p.backoff import Backoff
 from p2p.bridge import Portal, TrioThread
-from p2p.errors import DialError, HostError, PeerExchangeError
+from p2p.errors import DialError, HostError, P2PError, PeerExchangeError
 from p2p.identity import NodeKey
 from p2p.peer_exchange import PeerRecord, decode_response
 
@@ -48,6 +48,9 @@ class HostConfig:
     backoff_max_s: float = 30.0
     peer_exchange_interval_s: float = 2.0
     max_peers: int = 64
+    bulk_listen: str = "127.0.0.1:0"  # "host:port" of the plain-TCP bulk lane; "" disables it
+    bulk_threshold_bytes: int = 256 * 1024  # bodies this large go over the bulk lane
+    peer_inflight_bytes: int = 512 * 1024 * 1024  # body bytes held per remote before refusing
 
     def __post_init__(self) -> None:
         if not self.listen:
@@ -64,6 +67,10 @@ class HostConfig:
             raise ValueError("p2p.backoff_max_s must be >= p2p.backoff_initial_s")
         if self.max_peers < 1:
             raise ValueError("p2p.max_peers must be >= 1")
+        if self.bulk_listen and not _is_host_port(self.bulk_listen):
+            raise ValueError(f"p2p.bulk_listen must be host:port, got {self.bulk_listen!r}")
+        if self.bulk_threshold_bytes < 0 or self.peer_inflight_bytes < 1:
+            raise ValueError("p2p.bulk_threshold_bytes must be >= 0, peer_inflight_bytes >= 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +99,10 @@ class P2PHost:
     @property
     def peer_id(self) -> str:
         return self._key.peer_id
+
+    @property
+    def config(self) -> HostConfig:
+        return self._config
 
     @property
     def listen_addrs(self) -> list[str]:
@@ -154,11 +165,21 @@ class P2PHost:
     async def run_with_host(
         self, fn: Callable[[IHost, Portal, *Ts], Awaitable[T]], *args: *Ts
     ) -> T:
-        """Run trio code `fn(libp2p_host, portal, *args)` in the libp2p thread (for protocols)."""
+        """Run trio code `fn(libp2p_host, portal, *args)` in the libp2p thread (for protocols).
+
+        A P2PError it raises passes through; any other exception becomes a HostError.
+        """
         node = self._running_node()
         if node.portal is None:
             raise HostError("host is not running")
         return await self._call(fn, node.host, node.portal, *args, what="libp2p call")
+
+    def call_soon_with_host(self, fn: Callable[[IHost, *Ts], object], *args: *Ts) -> None:
+        """Schedule the plain function `fn(libp2p_host, *args)` in the libp2p thread; no wait."""
+        node, thread = self._running_node(), self._thread
+        if thread is None:
+            raise HostError("host is not running")
+        thread.run_sync_soon(fn, node.host, *args)
 
     async def maintain(self) -> None:
         """Keep bootstrap peers connected and exchange peers forever; cancel to stop.
@@ -266,10 +287,15 @@ class P2PHost:
             raise HostError("host is not running")
         try:
             return await thread.run_in_trio(fn, *args)
-        except HostError:
+        except P2PError:
             raise
         except Exception as exc:
             raise HostError(f"{what}: {describe(exc)}") from exc
+
+
+def _is_host_port(addr: str) -> bool:
+    host, sep, port = addr.rpartition(":")
+    return bool(sep and host and port.isdigit() and int(port) < 65536)
 
 
 def describe(exc: BaseException) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from p2p.transport import Frame, FrameHandler, TransportError
+from p2p.transport import Frame, FrameHandler, TransportError, nbytes
 
 
 class MemoryNetwork:
@@ -45,7 +45,7 @@ class MemoryTransport:
         if handler is None:
             raise TransportError(f"{peer_id} does not serve {protocol}")
         peer = self._peer_id if self._authenticated else None
-        refusal = handler.check_head(peer, bytes(frame.head), len(frame.body))
+        refusal = handler.check_head(peer, bytes(frame.head), nbytes(frame.body))
         if refusal is not None:
             return refusal
         delivered = Frame(head=bytes(frame.head), body=bytearray(frame.body))

@@ -38,6 +38,11 @@ class TensorPayload:
     shape: tuple[int, ...]
     data: Buffer
 
+    def __post_init__(self) -> None:
+        data = self.data
+        if isinstance(data, memoryview) and (data.format != "B" or data.ndim != 1):
+            object.__setattr__(self, "data", data.cast("B"))  # byte-sized len(), digestible
+
     @classmethod
     def from_torch(cls, tensor: torch.Tensor) -> TensorPayload:
         import torch

@@ -18,6 +18,11 @@ MAX_HEAD_BYTES = 64 * 1024
 Buffer = bytes | bytearray | memoryview
 
 
+def nbytes(body: Buffer) -> int:
+    """Size in bytes; a typed memoryview's len() counts items, not bytes."""
+    return body.nbytes if isinstance(body, memoryview) else len(body)
+
+
 class TransportError(P2PError):
     """A frame could not be delivered: peer unreachable, timeout, reset or over a transport cap."""
 

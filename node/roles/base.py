@@ -8,6 +8,7 @@ from typing import Any, Generic, TypeVar
 
 from node.peer_book import PeerBook
 from node.service import Service, sleep_forever
+from p2p.endpoint import Endpoint
 from p2p.host import P2PHost
 from store import Store
 
@@ -16,8 +17,10 @@ from store import Store
 class RoleContext:
     """The node's shared resources handed to a role (never the whole node config)."""
 
+    run_id: str
     store: Store
     host: P2PHost
+    endpoint: Endpoint
     peers: PeerBook
     binding_hotkey: str | None
 

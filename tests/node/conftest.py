@@ -10,6 +10,7 @@ import pytest
 from node.config import load_node_config
 from node.node_service import NodeService
 from node.service import run_service
+from p2p.binding import HotkeyBinding
 from p2p.identity import NodeKey
 
 StartNode = Callable[..., Coroutine[Any, Any, NodeService]]
@@ -20,7 +21,12 @@ async def start_node(tmp_path: Path) -> AsyncIterator[StartNode]:
     tasks: list[asyncio.Task[None]] = []
 
     async def start(
-        name: str, roles: list[str], bootstrap: list[str] | None = None, **overrides: Any
+        name: str,
+        roles: list[str],
+        bootstrap: list[str] | None = None,
+        *,
+        hotkey: Any = None,
+        **overrides: Any,
     ) -> NodeService:
         config = load_node_config(
             None,
@@ -35,7 +41,9 @@ async def start_node(tmp_path: Path) -> AsyncIterator[StartNode]:
             },
         )
         config.node.home.mkdir(parents=True, exist_ok=True)
-        node = NodeService(config, NodeKey.load_or_create(config.node.home / "node.key"))
+        key = NodeKey.load_or_create(config.node.home / "node.key")
+        binding = HotkeyBinding.create(hotkey, key.peer_id, ttl_s=3600) if hotkey else None
+        node = NodeService(config, key, binding=binding)
         task = asyncio.create_task(run_service(node), name=f"test-node/{name}")
         tasks.append(task)
         ready = asyncio.create_task(node.ready.wait())

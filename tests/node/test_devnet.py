@@ -22,7 +22,7 @@ def test_devnet_connects_everyone_and_stops_cleanly(tmp_path: Path) -> None:
         timeout=180,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "every node sees every other" in result.stdout
+    assert "every node has admitted every other" in result.stdout
     rows = [
         line
         for line in result.stdout.splitlines()

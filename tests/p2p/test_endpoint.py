@@ -1,5 +1,6 @@
 """Protocol core on the memory transport: typed exchange, admission, and every refusal code."""
 
+import array
 import time
 
 import pytest
@@ -73,6 +74,15 @@ async def test_blob_fetch_by_digest(trio_net) -> None:
     with pytest.raises(Refused) as err:
         await b.endpoint.request(a.key.peer_id, BlobRequest(digest="00" * 32))
     assert err.value.reason is Reason.NOT_FOUND
+
+
+async def test_typed_memoryview_body_is_sized_in_bytes(trio_net) -> None:
+    _, (a, b, _), received = trio_net
+    values = array.array("f", [1.0, 2.0, 3.0, 4.0])
+    typed = memoryview(values)  # len() is 4 items; the wire carries 16 bytes
+    msg = Activation(window=1, batch=0, stage=0, tensor=TensorPayload("float32", (4,), typed))
+    assert isinstance(await b.endpoint.request(a.key.peer_id, msg), Ack)
+    assert received[0][0].tensor.to_torch().tolist() == [1.0, 2.0, 3.0, 4.0]
 
 
 async def test_admission_refusals(trio_net, hotkeys) -> None:

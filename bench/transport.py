@@ -1,0 +1,224 @@
+"""Transport throughput between two node processes: the p2p path against plain TCP.
+
+Starts a child process (this file with --serve: its own NodeKey, P2PHost + Libp2pTransport and a
+plain asyncio TCP server, all on 127.0.0.1 and uvloop), then sends float32 tensors of each size
+over three paths, interleaved per repetition because the machine is noisy:
+
+- p2p: the node's path. The head is sealed with the sender's NodeKey (Ed25519 over a head that
+  carries the body's blake3 digest, ``p2p.envelope``); the receiver checks the signature before
+  reading the body and the digest after, then answers a small sealed ack. Bodies of at least
+  ``bulk_threshold_bytes`` take the bulk lane, smaller ones libp2p.
+- tcp: an asyncio TCP connection on uvloop with the same framing, unsigned, acked at once.
+- libp2p_only: the p2p path with the bulk lane unused (Noise + Yamux all the way).
+
+Prints one JSON object: MB/s (10^6 bytes per second of payload, one way, over the round trip
+with the small ack), medians per size and path, ratio_16MiB (p2p / tcp) and 64-byte RTTs.
+
+    python bench/transport.py --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import torch
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from p2p.envelope import Header, decode_head, digest, open_frame, seal, signature_ok
+from p2p.framing import AsyncioStreamChannel, read_body, read_head, write_frame
+from p2p.host import HostConfig, P2PHost
+from p2p.identity import NodeKey
+from p2p.libp2p_transport import Libp2pTransport
+from p2p.transport import Frame
+
+PROTO = "/tessera/bench/1"
+KiB, MiB = 1024, 1024 * 1024
+SIZES = {"64KiB": 64 * KiB, "1MiB": MiB, "16MiB": 16 * MiB, "64MiB": 64 * MiB}
+REPS = {"64KiB": 40, "1MiB": 20, "16MiB": 9, "64MiB": 5}
+RTT_REPS = 300
+TIMEOUT_S = 120.0
+Send = Callable[[Frame], Awaitable[Frame]]
+
+
+class Verifier:
+    """The receiving side of the p2p path: signature before the body, digest after, sealed ack."""
+
+    def __init__(self, key: NodeKey) -> None:
+        self._key = key
+        self._seq = 0
+
+    def check_head(self, peer: str | None, head: bytes, body_len: int) -> Frame | None:
+        header, part, sig = decode_head(head)
+        if not signature_ok(header, part, sig) or header.body_len != body_len:
+            return self._ack(b"bad head")
+        if peer is not None and header.sender != peer:
+            return self._ack(b"sender mismatch")
+        return None
+
+    async def handle(self, peer: str | None, frame: Frame) -> Frame:
+        header, body = open_frame(frame, sender=peer)
+        tensor = torch.frombuffer(body, dtype=torch.float32) if len(body) else None
+        return self._ack(b"ok" if tensor is None or tensor.numel() * 4 == header.body_len else b"?")
+
+    def _ack(self, meta: bytes) -> Frame:
+        self._seq += 1
+        return sealed(self._key, self._seq, b"", {"ack": meta.decode()})
+
+
+def tensor_bytes(size: int) -> memoryview:
+    """A float32 tensor's memory as bytes, without a copy (the view keeps the tensor alive)."""
+    return torch.randn(size // 4).numpy().data.cast("B")
+
+
+def sealed(key: NodeKey, seq: int, body: memoryview | bytes, meta: dict[str, str]) -> Frame:
+    n = len(body)
+    header = Header(
+        type_id=1,
+        version=1,
+        run="bench",
+        sender=key.peer_id,
+        seq=seq,
+        ts=time.time(),
+        digest=digest(body),
+        body_len=n,
+        dtype="float32" if n else None,
+        shape=(n // 4,) if n else None,
+        meta=meta,
+    )
+    return seal(key, header, body)
+
+
+async def serve() -> None:
+    host = P2PHost(NodeKey.generate(), HostConfig())
+    await host.start()
+    transport = Libp2pTransport(host)
+    transport.serve(PROTO, Verifier(NodeKey.generate()), max_body=128 * MiB)
+    await transport.start()
+
+    async def on_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        channel = AsyncioStreamChannel(reader, writer)
+        try:
+            while True:
+                _, body_len = await read_head(channel, max_body=128 * MiB)
+                await read_body(channel, body_len)
+                await write_frame(channel, Frame(b"ack"))
+        except Exception:
+            writer.close()
+
+    tcp = await asyncio.start_server(on_tcp, "127.0.0.1", 0, limit=4 * MiB)
+    info = {
+        "peer_id": host.peer_id,
+        "addr": host.listen_addrs[0],
+        "bulk": transport.bulk_address,
+        "tcp": f"127.0.0.1:{tcp.sockets[0].getsockname()[1]}",
+    }
+    print(json.dumps(info), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent ends
+    tcp.close()
+    await transport.close()
+    await host.stop()
+
+
+async def measure() -> dict[str, object]:
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--serve", stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert child.stdout is not None and child.stdin is not None
+    info = json.loads(await child.stdout.readline())
+    key = NodeKey.generate()
+    host = P2PHost(key, HostConfig())
+    await host.start()
+    transport = Libp2pTransport(host)
+    await transport.start()
+    try:
+        await host.connect(info["addr"])
+        tcp_host, tcp_port = info["tcp"].rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(tcp_host, int(tcp_port), limit=4 * MiB)
+        channel = AsyncioStreamChannel(reader, writer)
+        seq = 0
+
+        async def p2p(frame: Frame) -> Frame:
+            transport.set_bulk_address(info["peer_id"], info["bulk"])
+            return await transport.request(info["peer_id"], PROTO, frame, timeout=TIMEOUT_S)
+
+        async def libp2p_only(frame: Frame) -> Frame:
+            transport.set_bulk_address(info["peer_id"], "")
+            return await transport.request(info["peer_id"], PROTO, frame, timeout=TIMEOUT_S)
+
+        async def tcp(frame: Frame) -> Frame:
+            await write_frame(channel, frame)
+            head, body_len = await read_head(channel, max_body=MiB)
+            return Frame(head, await read_body(channel, body_len))
+
+        async def one(path: str, send: Send, body: memoryview) -> float:
+            nonlocal seq
+            seq += 1
+            started = time.perf_counter()
+            # Signing and hashing are part of the p2p path's cost.
+            frame = Frame(b"h" * 64, body) if path == "tcp" else sealed(key, seq, body, {})
+            reply = await send(frame)
+            elapsed = time.perf_counter() - started
+            if path != "tcp" and open_frame(reply)[0].meta.get("ack") != "ok":
+                raise RuntimeError(f"{path}: unexpected reply {reply.head!r}")
+            return elapsed
+
+        paths: dict[str, Send] = {"p2p": p2p, "tcp": tcp, "libp2p_only": libp2p_only}
+        mbps: dict[str, dict[str, float]] = {p: {} for p in paths}
+        for name, size in SIZES.items():
+            body = tensor_bytes(size)
+            times: dict[str, list[float]] = {p: [] for p in paths}
+            for path, send in paths.items():
+                await one(path, send, body)  # warm-up: connections, streams, windows
+            for _ in range(REPS[name]):
+                for path, send in paths.items():
+                    times[path].append(await one(path, send, body))
+            for path in paths:
+                mbps[path][name] = round(size / statistics.median(times[path]) / 1e6, 1)
+        small = tensor_bytes(64)
+        rtt = {p: [await one(p, s, small) for _ in range(RTT_REPS)] for p, s in paths.items()}
+        writer.close()
+        return {
+            "unit": "MB/s = 1e6 payload bytes per second one way (round trip incl. small ack)",
+            "mbps": {"p2p": mbps["p2p"], "tcp": mbps["tcp"]},
+            "ratio_16MiB": round(mbps["p2p"]["16MiB"] / mbps["tcp"]["16MiB"], 2),
+            "rtt_ms_64B": round(statistics.median(rtt["p2p"]) * 1000, 2),
+            "rtt_ms_64B_tcp": round(statistics.median(rtt["tcp"]) * 1000, 3),
+            "libp2p_only": {
+                "mbps": mbps["libp2p_only"],
+                "rtt_ms_64B": round(statistics.median(rtt["libp2p_only"]) * 1000, 2),
+            },
+            "reps": REPS,
+            "bulk_threshold_bytes": HostConfig().bulk_threshold_bytes,
+            "counters": transport.counters,
+        }
+    finally:
+        await transport.close()
+        await host.stop()
+        child.stdin.close()
+        await asyncio.wait_for(child.wait(), 30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        uvloop.run(serve())
+        return
+    result = uvloop.run(measure())
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""The orchestrator core's facade: registry, routing, window clock and ledger over one store.
+
+Every call is one LMDB write (or read) transaction, so a crash between calls leaves the run
+consistent and a new `Orchestrator` over the same store resumes it where it stopped. `now`
+defaults to the injected clock, which must be a wall clock: deadlines outlive restarts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from node.orchestration.assignment import AssignmentConfig
+from node.orchestration.keys import Keys
+from node.orchestration.leases import LatencyModel, LeaseConfig
+from node.orchestration.ledger import (
+    Dispute,
+    LedgerConfig,
+    ReceiptLedger,
+    ReceiptRecord,
+    Refusal,
+)
+from node.orchestration.registry import Miner, MinerState, Registry, RegistryConfig
+from node.orchestration.routes import BatchRecord, Direction, HopOutcome, Lease, Route, RouteState
+from node.orchestration.routing import Router, RoutingConfig
+from node.orchestration.window import Phase, RunState, WindowClock, WindowConfig
+from p2p.messages import Receipt
+from store import Store, WriteTxn
+
+Clock = Callable[[], float]
+
+
+@dataclass(kw_only=True, slots=True)
+class OrchestrationConfig:
+    """Everything the orchestrator core needs to know about its run."""
+
+    run_id: str
+    assignment: AssignmentConfig
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+    leases: LeaseConfig = field(default_factory=LeaseConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    window: WindowConfig = field(default_factory=WindowConfig)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
+
+
+class Orchestrator:
+    """The run's orchestration state machine; drive it with `tick` and the event methods."""
+
+    def __init__(self, store: Store, config: OrchestrationConfig, clock: Clock = time.time):
+        self._store = store
+        self.config = config
+        self._clock_fn = clock
+        keys = Keys(config.run_id)
+        n = config.assignment.n_stages
+        self.registry = Registry(keys, config.registry, config.assignment)
+        self.clock = WindowClock(keys, config.window, n)
+        self.latency = LatencyModel(keys, config.leases, n)
+        self.router = Router(keys, config.routing, self.registry, self.clock, self.latency)
+        self.ledger = ReceiptLedger(keys, config.ledger, self.registry, self.router, self.clock)
+        with store.write() as txn:
+            self.clock.ensure(txn, clock())
+
+    # membership ------------------------------------------------------------------------------
+
+    def register_miner(
+        self, peer_id: str, hotkey: str, capacity: float, now: float | None = None
+    ) -> Miner:
+        """Admits (or re-admits) a miner whose hello and hotkey binding were verified."""
+        with self._store.write() as txn:
+            return self.registry.register(txn, peer_id, hotkey, capacity, self._now(now))
+
+    def heartbeat(self, peer_id: str, now: float | None = None) -> Miner | None:
+        """A sign of life; None means the peer must register (again)."""
+        with self._store.write() as txn:
+            return self.registry.heartbeat(txn, peer_id, self._now(now))
+
+    def mark_gone(self, peer_id: str) -> bool:
+        """The peer left; its unfinished hops are re-routed by the next `tick`/`expire`."""
+        with self._store.write() as txn:
+            return self.registry.mark_gone(txn, peer_id)
+
+    # work ------------------------------------------------------------------------------------
+
+    def tick(self, now: float | None = None) -> list[Route]:
+        """Liveness sweep, lease expiry, waiting batches, new batches; returns routes to send."""
+        now = self._now(now)
+        with self._store.write() as txn:
+            self.registry.sweep(txn, now)
+            routes = self.router.expire(txn, now)
+            return routes + self._fill(txn, now)
+
+    def issue_route(self, window: int, batch: int, now: float | None = None) -> Route | None:
+        with self._store.write() as txn:
+            return self.router.issue_route(txn, window, batch, self._now(now))
+
+    def complete_hop(
+        self, route_id: str, stage: int, direction: Direction | str, now: float | None = None
+    ) -> HopOutcome:
+        with self._store.write() as txn:
+            return self.router.complete_hop(txn, route_id, stage, direction, self._now(now))
+
+    def expire(self, now: float | None = None) -> list[Route]:
+        with self._store.write() as txn:
+            return self.router.expire(txn, self._now(now))
+
+    def finish_merge(self, now: float | None = None) -> RunState:
+        with self._store.write() as txn:
+            return self.clock.finish_merge(txn, self._now(now))
+
+    def ingest_receipt(
+        self, signer: str, receipt: Receipt | Mapping[str, Any], now: float | None = None
+    ) -> Refusal | None:
+        """Stores a verified receipt; an accepted one also completes its hop on the open route."""
+        now = self._now(now)
+        with self._store.write() as txn:
+            refusal = self.ledger.ingest(txn, signer, receipt, now)
+            if refusal is None:
+                fields = receipt.meta() if isinstance(receipt, Receipt) else receipt
+                window, batch, stage = fields["window"], fields["batch"], fields["stage"]
+                record = self.router.batch(txn, window, batch)
+                route = (
+                    self.router.route(txn, record.routes[-1]) if record and record.routes else None
+                )
+                if route and route.state is RouteState.OPEN and route.miners[stage] == signer:
+                    direction = Direction(fields["direction"])
+                    self.router.complete_hop(txn, route.route_id, stage, direction, now)
+            return refusal
+
+    # queries ---------------------------------------------------------------------------------
+
+    def run_state(self) -> RunState:
+        with self._store.read() as txn:
+            return self.clock.state(txn)
+
+    def miners(self) -> list[Miner]:
+        with self._store.read() as txn:
+            return self.registry.miners(txn)
+
+    def route(self, route_id: str) -> Route | None:
+        with self._store.read() as txn:
+            return self.router.route(txn, route_id)
+
+    def open_routes(self) -> list[Route]:
+        with self._store.read() as txn:
+            return self.router.open_routes(txn)
+
+    def batch(self, window: int, batch: int) -> BatchRecord | None:
+        with self._store.read() as txn:
+            return self.router.batch(txn, window, batch)
+
+    def leases(self) -> list[Lease]:
+        return [lease for route in self.open_routes() for lease in route.leases()]
+
+    def receipts_for(self, window: int, miner: str) -> list[ReceiptRecord]:
+        with self._store.read() as txn:
+            return self.ledger.receipts_for(txn, window, miner)
+
+    def receipts_for_batch(self, window: int, batch: int) -> list[ReceiptRecord]:
+        with self._store.read() as txn:
+            return self.ledger.receipts_for_batch(txn, window, batch)
+
+    def disputes(self, window: int) -> list[Dispute]:
+        with self._store.read() as txn:
+            return self.ledger.disputes(txn, window)
+
+    def work_counts(self, window: int) -> dict[str, dict[str, int]]:
+        with self._store.read() as txn:
+            return self.ledger.work_counts(txn, window)
+
+    def status(self) -> dict[str, Any]:
+        """JSON-ready summary for the node's `/status`."""
+        with self._store.read() as txn:
+            state = self.clock.state(txn)
+            miners = self.registry.miners(txn)
+            open_routes = self.router.open_routes(txn)
+            waiting = len(self.router.waiting(txn))
+            receipts, disputes = self.ledger.counts(txn, state.window)
+        stages: list[dict[str, Any]] = []
+        for stage in range(self.config.assignment.n_stages):
+            members = [m for m in miners if m.stage == stage]
+            stages.append(
+                {
+                    "stage": stage,
+                    "capacity": sum(m.capacity for m in members),
+                    "miners": [_miner_status(m) for m in members],
+                }
+            )
+        return {
+            "run_id": state.run_id,
+            "window": state.window,
+            "phase": state.phase.value,
+            "batches": {
+                "total": state.batches_total,
+                "issued": state.issued,
+                "completed": state.completed,
+                "dropped": state.dropped,
+                "open": len(open_routes),
+                "waiting": waiting,
+            },
+            "stages": stages,
+            "standby": [
+                _miner_status(m)
+                for m in miners
+                if m.stage is None and m.state is not MinerState.GONE
+            ],
+            "miners": {s.value: sum(m.state is s for m in miners) for s in MinerState},
+            "open_leases": sum(len(r.leases()) for r in open_routes),
+            "receipts": receipts,
+            "disputes": disputes,
+        }
+
+    def _fill(self, txn: WriteTxn, now: float) -> list[Route]:
+        """Starts new batches of the window while in-flight routes stay under the limit."""
+        state = self.clock.state(txn)
+        if state.phase is not Phase.TRAIN or self.router.waiting(txn):
+            return []
+        used = {b.batch for b in self.router.batches(txn, state.window)}
+        in_flight = len(self.router.open_routes(txn))
+        issued: list[Route] = []
+        for batch in range(state.batches_total):
+            if in_flight >= self.config.window.max_in_flight:
+                break
+            if batch in used:
+                continue
+            route = self.router.issue_route(txn, state.window, batch, now)
+            if route is None:
+                break
+            issued.append(route)
+            in_flight += 1
+        return issued
+
+    def _now(self, now: float | None) -> float:
+        return self._clock_fn() if now is None else now
+
+
+def _miner_status(miner: Miner) -> dict[str, Any]:
+    return {"peer_id": miner.peer_id, "capacity": miner.capacity, "state": miner.state.value}
