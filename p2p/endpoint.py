@@ -92,6 +92,12 @@ class Endpoint:
         )
         return seal(self._key, header, body), seq
 
+    def statement(self, msg: Message) -> bytes:
+        """`msg` (without a tensor) as a signed head others can keep as evidence."""
+        if msg.payload is not None:
+            raise ValueError("a statement carries no tensor")
+        return bytes(self.seal(msg)[0].head)
+
     async def request(self, peer_id: str, msg: Message, *, timeout: float = 30.0) -> Message:
         """Send `msg` to `peer_id` and return its typed reply; a refusal raises Refused."""
         if not isinstance(msg, Hello) and peer_id not in self.sessions:

@@ -138,6 +138,24 @@ class Welcome(Message):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Assign(Message):
+    """Orchestrator → miner: the run's spec and the stage to hold (-1: stand by).
+
+    `weights` names a stage checkpoint blob (sha256 hex, safetensors) the sender serves by
+    BlobRequest; empty means: initialise the stage from the spec's seed.
+    """
+
+    type_id = 13
+    protocol = "/tessera/assign/1"
+    rate_per_s = 5.0
+    burst = 20
+    window: int
+    stage: int
+    spec: dict[str, Any]
+    weights: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Heartbeat(Message):
     type_id = 12
     protocol = "/tessera/heartbeat/1"
@@ -151,7 +169,28 @@ class Heartbeat(Message):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Work(Message):
+    """Orchestrator → stage-0 miner: start batch `batch` of `window` on route `route`.
+
+    `miners[s]` is the miner of stage s. The signed head of this message is the route's
+    *ticket*: activations and gradients carry it so each miner checks the route came from the
+    orchestrator and names it for its stage.
+    """
+
+    type_id = 22
+    protocol = "/tessera/work/1"
+    rate_per_s = 200.0
+    burst = 400
+    window: int
+    batch: int
+    route: str
+    miners: list[str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Activation(Message):
+    """Stage `stage`'s input for one batch of one route (sent by stage - 1)."""
+
     type_id = 20
     protocol = "/tessera/activation/1"
     dtypes = FLOAT_DTYPES
@@ -162,13 +201,41 @@ class Activation(Message):
     window: int
     batch: int
     stage: int
+    route: str = ""
+    ticket: bytes = b""
     tensor: TensorPayload
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Gradient(Activation):
+    """The gradient w.r.t. stage `stage`'s output (sent back by stage + 1)."""
+
     type_id = 21
     protocol = "/tessera/gradient/1"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WindowClose(Message):
+    """Orchestrator → miner: the window's batches are done; report the stage's weights."""
+
+    type_id = 23
+    protocol = "/tessera/window/1"
+    rate_per_s = 5.0
+    burst = 20
+    window: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WeightsReport(Message):
+    """Reply to WindowClose: the stage checkpoint's blob (sha256 hex), served by BlobRequest."""
+
+    type_id = 24
+    re: int = 0
+    window: int
+    stage: int
+    digest: str
+    weights_version: int
+    backward_passes: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -186,6 +253,20 @@ class Receipt(Message):
     input_digest: bytes
     output_digest: bytes
     weights_version: str
+    route: str = ""
+    loss: float | None = None
+    """The last stage's training loss of the batch (forward receipts only)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReceiptBatch(Message):
+    """Several receipts in one request; each item is a Receipt's own signed head (no body)."""
+
+    type_id = 31
+    protocol = "/tessera/receipts/1"
+    rate_per_s = 50.0
+    burst = 100
+    receipts: list[bytes]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -207,5 +288,18 @@ class BlobReply(Message):
     tensor: TensorPayload
 
 
-REQUESTS: tuple[type[Message], ...] = (Hello, Heartbeat, Activation, Gradient, Receipt, BlobRequest)
-REPLIES: dict[int, type[Message]] = {c.type_id: c for c in (Ack, Refusal, Welcome, BlobReply)}
+REQUESTS: tuple[type[Message], ...] = (
+    Hello,
+    Assign,
+    Heartbeat,
+    Work,
+    Activation,
+    Gradient,
+    WindowClose,
+    Receipt,
+    ReceiptBatch,
+    BlobRequest,
+)
+REPLIES: dict[int, type[Message]] = {
+    c.type_id: c for c in (Ack, Refusal, Welcome, WeightsReport, BlobReply)
+}

@@ -36,6 +36,10 @@ class Reason(StrEnum):
     RATE_LIMITED = "rate_limited"
     OVER_CAPACITY = "over_capacity"
     NOT_FOUND = "not_found"
+    NOT_ASSIGNED = "not_assigned"
+    BAD_TICKET = "bad_ticket"
+    UNKNOWN_BATCH = "unknown_batch"
+    WRONG_WINDOW = "wrong_window"
     INTERNAL = "internal_error"
 
 

@@ -1,0 +1,91 @@
+"""A run's training spec: what every miner (and auditor) needs to rebuild the same computation.
+
+The orchestrator publishes it (in the signed `Assign` message); a miner builds its stage, data
+and optimizer from it alone. `to_record`/`from_record` are the wire form (plain msgpack types).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training.data.dataset import DataConfig
+from training.engine import EngineConfig
+from training.model import ModelConfig
+from training.presets import PRESETS, preset
+
+
+@dataclass(kw_only=True, slots=True)
+class RunSpec:
+    model: str = "small"
+    """A preset name from `training.presets`; its vocab is the tokenizer's."""
+    n_stages: int = 3
+    seed: int = 0
+    """Weight initialisation seed."""
+    data_seed: int = 0
+    """Seed of the batch schedule: batch b of window w is a pure function of (data_seed, w, b)."""
+    vocab_size: int = 4096
+    batch_size: int = 8
+    seq_len: int = 128
+    batches_per_window: int = 16
+    accumulate: int = 4
+    """Micro-batches (backward passes) per optimizer step."""
+    lr: float = 1e-3
+    warmup_steps: int = 0
+    weight_decay: float = 0.1
+    max_grad_norm: float = 1.0
+    data_digest: str = ""
+    """The dataset's digest (tokenizer and token streams); a miner whose data differs refuses."""
+
+    def __post_init__(self) -> None:
+        if self.model not in PRESETS:
+            raise ValueError(f"unknown model preset {self.model!r}; known: {', '.join(PRESETS)}")
+        if min(self.n_stages, self.batch_size, self.seq_len, self.accumulate) < 1:
+            raise ValueError("n_stages, batch_size, seq_len and accumulate must be >= 1")
+        if self.batches_per_window < 1 or self.batches_per_window % self.accumulate:
+            raise ValueError(
+                f"batches_per_window ({self.batches_per_window}) must be a positive multiple "
+                f"of accumulate ({self.accumulate}), so optimizer steps align with windows"
+            )
+        if self.seq_len > PRESETS[self.model].max_seq_len:
+            raise ValueError(f"seq_len {self.seq_len} > {self.model}'s max_seq_len")
+
+    @property
+    def tokens_per_batch(self) -> int:
+        return self.batch_size * self.seq_len
+
+    def model_config(self) -> ModelConfig:
+        return preset(self.model, vocab_size=self.vocab_size)
+
+    def engine_config(self, *, device: str | None = None, cache_size: int = 8) -> EngineConfig:
+        return EngineConfig(
+            lr=self.lr,
+            warmup_steps=self.warmup_steps,
+            weight_decay=self.weight_decay,
+            max_grad_norm=self.max_grad_norm,
+            accumulate=self.accumulate,
+            cache_size=cache_size,
+            device=device,
+        )
+
+    def data_config(self, cache_dir: Path) -> DataConfig:
+        return DataConfig(cache_dir=cache_dir, vocab_size=self.vocab_size)
+
+    def to_record(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> RunSpec:
+        """Raises ValueError for unknown keys, wrong types or invalid values."""
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(record) - set(names)
+        if unknown:
+            raise ValueError(f"run spec: unknown keys {sorted(unknown)}")
+        for key, value in record.items():
+            want = type(getattr(cls(), key))
+            ok = isinstance(value, want) or (want is float and isinstance(value, int))
+            if not ok or isinstance(value, bool):
+                raise ValueError(f"run spec: {key} must be {want.__name__}")
+        return cls(**record)
