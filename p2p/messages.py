@@ -174,7 +174,8 @@ class Work(Message):
 
     `miners[s]` is the miner of stage s. The signed head of this message is the route's
     *ticket*: activations and gradients carry it so each miner checks the route came from the
-    orchestrator and names it for its stage.
+    orchestrator and names it for its stage. `ticket` is that signed head of this same Work
+    (made with `ticket=b""`), since a handler sees the decoded request, not its head.
     """
 
     type_id = 22
@@ -185,6 +186,7 @@ class Work(Message):
     batch: int
     route: str
     miners: list[str]
+    ticket: bytes = b""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
