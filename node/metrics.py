@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from node import __version__
@@ -49,6 +49,12 @@ class NodeMetrics:
         """Expose a component's plain counter dict as one labelled Prometheus counter."""
         self.registry.register(_DictCounters(name, doc, label, read))
 
+    def watch_gauges(
+        self, name: str, doc: str, label: str, read: Callable[[], Mapping[str, float]]
+    ) -> None:
+        """Expose a component's current values (e.g. per-domain loss) as one labelled gauge."""
+        self.registry.register(_DictGauges(name, doc, label, read))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -61,6 +67,19 @@ class _DictCounters(Collector):
 
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(self._name, self._doc, labels=[self._label])
+        for key, value in sorted(self._read().items()):
+            family.add_metric([key], value)
+        yield family
+
+
+class _DictGauges(Collector):
+    def __init__(
+        self, name: str, doc: str, label: str, read: Callable[[], Mapping[str, float]]
+    ) -> None:
+        self._name, self._doc, self._label, self._read = name, doc, label, read
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self._name, self._doc, labels=[self._label])
         for key, value in sorted(self._read().items()):
             family.add_metric([key], value)
         yield family

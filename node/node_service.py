@@ -141,11 +141,13 @@ class NodeService(Service):
             hotkey = self._binding.hotkey if self._binding else None
             ctx = RoleContext(
                 run_id=cfg.node.run_id,
+                home=self.home,
                 store=store,
                 host=host,
                 endpoint=endpoint,
                 peers=peers,
                 binding_hotkey=hotkey,
+                metrics=self.metrics,
             )
             self._roles = [self._make_role(name, ctx) for name in cfg.node.roles]
             await transport.start()

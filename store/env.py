@@ -41,6 +41,8 @@ DEFAULT_TABLES: tuple[str, ...] = (
     "scores",
     "chain",
     "events",
+    "mining",
+    "history",
 )
 
 

@@ -83,13 +83,16 @@ class Orchestrator:
 
     # work ------------------------------------------------------------------------------------
 
-    def tick(self, now: float | None = None) -> list[Route]:
-        """Liveness sweep, lease expiry, waiting batches, new batches; returns routes to send."""
+    def tick(self, now: float | None = None, *, fill: bool = True) -> list[Route]:
+        """Liveness sweep, lease expiry, waiting batches, new batches; returns routes to send.
+
+        With `fill=False` no new batch is started (e.g. while a stage's miner is not ready).
+        """
         now = self._now(now)
         with self._store.write() as txn:
             self.registry.sweep(txn, now)
             routes = self.router.expire(txn, now)
-            return routes + self._fill(txn, now)
+            return routes + (self._fill(txn, now) if fill else [])
 
     def issue_route(self, window: int, batch: int, now: float | None = None) -> Route | None:
         with self._store.write() as txn:
@@ -218,6 +221,8 @@ class Orchestrator:
             return []
         used = {b.batch for b in self.router.batches(txn, state.window)}
         in_flight = len(self.router.open_routes(txn))
+        if self.config.window.lockstep and in_flight:
+            return []
         issued: list[Route] = []
         for batch in range(state.batches_total):
             if in_flight >= self.config.window.max_in_flight:

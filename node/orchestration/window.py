@@ -29,6 +29,8 @@ class WindowConfig:
 
     batches_per_window: int = 16
     max_in_flight: int = 4
+    lockstep: bool = False
+    """Start batches in groups of `max_in_flight`, each group once the previous one finished."""
 
     def __post_init__(self) -> None:
         if self.batches_per_window < 1:

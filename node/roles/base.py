@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from node.metrics import NodeMetrics
 from node.peer_book import PeerBook
 from node.service import Service, sleep_forever
 from p2p.endpoint import Endpoint
@@ -18,11 +20,13 @@ class RoleContext:
     """The node's shared resources handed to a role (never the whole node config)."""
 
     run_id: str
+    home: Path
     store: Store
     host: P2PHost
     endpoint: Endpoint
     peers: PeerBook
     binding_hotkey: str | None
+    metrics: NodeMetrics
 
 
 ConfigT = TypeVar("ConfigT")

@@ -1,39 +1,239 @@
-"""Orchestrator role: owns the run identity and its registry of peers seen on the network."""
+"""Orchestrator role: publishes the run, assigns stages, routes batches, closes windows.
+
+It drives the orchestration core (`node.orchestration`) from a tick loop: keep the registry in
+step with admitted miners, assign stages, send routes while every stage is ready, collect the
+stage checkpoints when a window's batches are done, and evaluate each closed window.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import dataclasses
+import logging
+import time
+from pathlib import Path
 from typing import Any
 
-from node.roles.base import RoleComponent
-from node.service import sleep_forever
+import torch
 
+from node.orchestration import (
+    AssignmentConfig,
+    OrchestrationConfig,
+    Orchestrator,
+    Phase,
+    WindowConfig,
+)
+from node.roles.base import RoleComponent, RoleContext
+from node.roles.orchestrator_config import OrchestratorConfig
+from node.run_control.closer import WindowCloser
+from node.run_control.evaluator import evaluate_checkpoints
+from node.run_control.history import RunHistory
+from node.run_control.membership import Membership
+from node.run_control.progress import run_progress, total_work, window_summary
+from node.run_control.work import ReceiptIntake, WorkDispatcher
+from p2p.messages import ReceiptBatch
+from store import BlobStore
+from training.data.build import build_dataset
+from training.data.dataset import Dataset
 
-@dataclass(kw_only=True, slots=True)
-class OrchestratorConfig:
-    window_s: float = 60.0
-    """Length of a training window (the pipeline work drives windows by this clock)."""
-
-    def __post_init__(self) -> None:
-        if self.window_s <= 0:
-            raise ValueError(f"orchestrator.window_s must be > 0, got {self.window_s}")
+__all__ = ["OrchestratorComponent", "OrchestratorConfig"]
+log = logging.getLogger(__name__)
 
 
 class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
     name = "orchestrator"
 
+    def __init__(self, config: OrchestratorConfig, ctx: RoleContext) -> None:
+        super().__init__(config, ctx)
+        self.spec = config.run
+        self.history = RunHistory(ctx.store, ctx.run_id)
+        self.blobs = BlobStore(ctx.store)
+        self.core = Orchestrator(ctx.store, self._core_config())
+        self.intake = ReceiptIntake(self.core, self.history, ctx.run_id)
+        self.dispatcher = WorkDispatcher(ctx.endpoint, timeout_s=config.leases.min_s)
+        self._dataset: Dataset | None = None
+        self._membership: Membership | None = None
+        self._closer: WindowCloser | None = None
+        self._evaluating: int | None = None
+        self._eval_task: asyncio.Task[None] | None = None
+        ctx.endpoint.register(ReceiptBatch, self.intake.on_batch)
+        self._export_metrics()
+
+    def _core_config(self) -> OrchestrationConfig:
+        spec, cfg = self.spec, self.config
+        return OrchestrationConfig(
+            run_id=self.ctx.run_id,
+            assignment=AssignmentConfig(n_stages=spec.n_stages),
+            registry=cfg.registry,
+            leases=cfg.leases,
+            window=WindowConfig(
+                batches_per_window=spec.batches_per_window,
+                max_in_flight=cfg.in_flight,
+                lockstep=cfg.lockstep,
+            ),
+        )
+
     async def run(self) -> None:
-        with self.ctx.store.write() as txn:
-            if txn.get("runs", self.ctx.run_id) is None:
-                txn.put("runs", self.ctx.run_id, {"run_id": self.ctx.run_id, "window": 0})
-        await sleep_forever()
+        cache = Path(self.config.data_cache) if self.config.data_cache else self.ctx.home / "data"
+        dataset = await asyncio.to_thread(build_dataset, self.spec.data_config(cache))
+        if self.spec.data_digest and self.spec.data_digest != dataset.digest:
+            raise ValueError(
+                f"orchestrator.run.data_digest {self.spec.data_digest} does not match the "
+                f"dataset built under {cache} ({dataset.digest})"
+            )
+        self._dataset = dataset
+        self.spec = dataclasses.replace(self.spec, data_digest=dataset.digest)
+        record = self.history.pin_spec(self.spec.to_record())
+        self._membership = Membership(
+            self.core,
+            self.ctx.endpoint,
+            self.history,
+            record,
+            lambda: self.core.run_state().window,
+            assign_timeout_s=self.config.assign_timeout_s,
+        )
+        self._closer = WindowCloser(
+            self.core,
+            self.ctx.endpoint,
+            self.history,
+            self.blobs,
+            tokens_per_batch=self.spec.tokens_per_batch,
+            timeout_s=self.config.close_timeout_s,
+        )
+        log.info("run %s: %s", self.ctx.run_id, record)
+        try:
+            self._resume_eval()
+            while True:
+                await self._tick()
+                await asyncio.sleep(self.config.tick_s)
+        finally:
+            await self._membership.close()
+            await self.dispatcher.close()
+            if self._eval_task is not None:
+                self._eval_task.cancel()
+
+    async def _tick(self) -> None:
+        assert self._membership is not None and self._closer is not None
+        members = self._membership
+        members.sync()
+        while self.dispatcher.unassigned:
+            members.forget(self.dispatcher.unassigned.popleft())
+        members.assign_pending(time.time())
+        state = self.core.run_state()
+        if self._finished(state.window):
+            return
+        if state.phase is Phase.TRAIN:
+            self.dispatcher.send(self.core.tick(fill=members.ready()))
+        else:
+            closed = state.window
+            await self._closer.close(state)
+            log.info("window %s closed", closed)
+            self._start_eval(closed)
+
+    def _finished(self, window: int) -> bool:
+        return bool(self.config.windows) and window >= self.config.windows
+
+    # evaluation ------------------------------------------------------------------------------
+
+    def _resume_eval(self) -> None:
+        windows = [r for r in self.history.windows() if r.get("closed")]
+        if windows and "eval" not in windows[-1]:
+            self._start_eval(windows[-1]["window"])
+
+    def _start_eval(self, window: int) -> None:
+        if self.config.eval_batches == 0:
+            return
+        if self._eval_task is not None and not self._eval_task.done():
+            return  # one at a time; the newest closed window is evaluated next round
+        self._evaluating = window
+        self._eval_task = asyncio.create_task(self._evaluate(window), name=f"eval/{window}")
+
+    async def _evaluate(self, window: int) -> None:
+        record = self.history.window(window) or {}
+        digests = {int(s): d for s, d in record.get("weights", {}).items()}
+        checkpoints = {s: self.blobs.get(d) for s, d in digests.items()}
+        ready = {s: data for s, data in checkpoints.items() if data is not None}
+        try:
+            if len(ready) != self.spec.n_stages or self._dataset is None:
+                raise ValueError(f"window {window} lacks stage checkpoints: {sorted(ready)}")
+            results = await asyncio.to_thread(self._evaluate_sync, ready)
+        except (ValueError, RuntimeError) as exc:
+            log.warning("evaluation of window %s failed: %s", window, exc)
+            results = {}
+        self.history.set_eval(window, results)
+        self._evaluating = None
+        log.info("window %s held-out: %s", window, results)
+
+    def _evaluate_sync(self, checkpoints: dict[int, bytes]) -> dict[str, dict[str, float]]:
+        assert self._dataset is not None
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
+        return evaluate_checkpoints(
+            self.spec, self._dataset, checkpoints, max_batches=self.config.eval_batches
+        )
+
+    # status ----------------------------------------------------------------------------------
+
+    def _closed(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        raw = [r for r in self.history.windows() if r.get("closed")]
+        return raw, [window_summary(r) for r in raw]
+
+    def _export_metrics(self) -> None:
+        metrics = self.ctx.metrics
+
+        def latest_eval(key: str) -> dict[str, float]:
+            _, closed = self._closed()
+            evals = [w["eval"] for w in closed if w["eval"]]
+            return {d: v[key] for d, v in evals[-1].items()} if evals else {}
+
+        metrics.watch_gauges(
+            "tessera_eval_loss",
+            "Held-out loss per domain, last evaluated window",
+            "domain",
+            lambda: latest_eval("loss"),
+        )
+        metrics.watch_gauges(
+            "tessera_eval_perplexity",
+            "Held-out perplexity per domain, last evaluated window",
+            "domain",
+            lambda: latest_eval("perplexity"),
+        )
+        metrics.watch_counters(
+            "tessera_receipts",
+            "Receipts from miners by outcome",
+            "outcome",
+            lambda: self.intake.counters,
+        )
+        metrics.watch_counters(
+            "tessera_routes_sent",
+            "Work sent to stage-0 miners by outcome",
+            "outcome",
+            lambda: self.dispatcher.counters,
+        )
 
     def status(self) -> dict[str, Any]:
-        with self.ctx.store.read() as txn:
-            run = txn.get("runs", self.ctx.run_id) or {}
-        return {
-            "run_id": self.ctx.run_id,
-            "window_s": self.config.window_s,
-            "window": run.get("window", 0),
-            "registered_peers": self.ctx.peers.count(),
-        }
+        doc = self.core.status()
+        state = self.core.run_state()
+        raw, closed = self._closed()
+        done = self._finished(state.window) and (
+            self.config.eval_batches == 0 or all("eval" in r for r in raw[-1:])
+        )
+        spec = self.spec
+        doc.update(
+            spec=spec.to_record(),
+            windows_target=self.config.windows,
+            done=done,
+            ready=self._membership.ready() if self._membership else False,
+            evaluating=self._evaluating,
+            progress=run_progress(
+                state,
+                closed,
+                self.intake.recent_losses,
+                tokens_per_batch=spec.tokens_per_batch,
+                accumulate=spec.accumulate,
+            ),
+            history=closed,
+            work=total_work(raw, self.core.work_counts(state.window)),
+            membership=dict(self._membership.counters) if self._membership else {},
+        )
+        return doc

@@ -16,8 +16,14 @@ from p2p.identity import NodeKey
 StartNode = Callable[..., Coroutine[Any, Any, NodeService]]
 
 
+@pytest.fixture(scope="session")
+def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One corpus/tokenizer cache for every node of the test session (built once, ~7 s)."""
+    return tmp_path_factory.mktemp("data-cache")
+
+
 @pytest.fixture
-async def start_node(tmp_path: Path) -> AsyncIterator[StartNode]:
+async def start_node(tmp_path: Path, data_cache: Path) -> AsyncIterator[StartNode]:
     tasks: list[asyncio.Task[None]] = []
 
     async def start(
@@ -31,6 +37,7 @@ async def start_node(tmp_path: Path) -> AsyncIterator[StartNode]:
         config = load_node_config(
             None,
             {
+                "orchestrator.data_cache": str(data_cache),
                 **overrides,
                 "node.home": str(tmp_path / name),
                 "node.roles": roles,

@@ -43,7 +43,9 @@ async def test_three_nodes_status_peers_metrics(start_node: StartNode) -> None:
         assert status == 200
         assert {p["peer_id"] for p in peers["connected"]} == ids - {docs[0]["peer_id"]}
         assert {p["peer_id"] for p in peers["known"]} == ids - {docs[0]["peer_id"]}
-        assert docs[0]["orchestrator"]["registered_peers"] <= 2
+        run = docs[0]["orchestrator"]
+        assert (run["window"], run["phase"], run["spec"]["model"]) == (0, "train", "small")
+        assert run["stages"][0]["miners"] == []  # unbound peers are not admitted as miners
 
         status, text = await get(session, f"{orch.http_url}/metrics")
         assert status == 200

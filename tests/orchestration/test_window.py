@@ -47,6 +47,22 @@ def test_window_trains_merges_and_advances(store: Store) -> None:
     assert [r.route_id for r in orch.tick(now=t + 6)] == ["1.0.1", "1.1.1"]
 
 
+def test_lockstep_starts_each_group_after_the_previous_one_and_fill_can_be_held(
+    store: Store,
+) -> None:
+    config = make_config(n_stages=2, batches=4, in_flight=2, lockstep=True)
+    orch = Orchestrator(store, config, FakeClock())
+    orch.register_miner("a", "hk", 1.0)
+    orch.register_miner("b", "hk", 1.0)
+    assert orch.tick(now=T0, fill=False) == []
+    first = orch.tick(now=T0)
+    assert [r.route_id for r in first] == ["0.0.1", "0.1.1"]
+    t = run_route(orch, first[0].route_id, 2, T0, 1.0)
+    assert orch.tick(now=t) == []  # one of the group is still open
+    t = run_route(orch, first[1].route_id, 2, t, 1.0)
+    assert [r.route_id for r in orch.tick(now=t)] == ["0.2.1", "0.3.1"]
+
+
 def test_reopened_store_resumes_the_same_run_mid_window(store_path: Path) -> None:
     clock = FakeClock()
     config = make_config(n_stages=2, batches=3, in_flight=2)

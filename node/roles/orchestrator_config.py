@@ -1,0 +1,43 @@
+"""The orchestrator role's configuration: the run it publishes and how it drives it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from node.orchestration import LeaseConfig, RegistryConfig
+from training.run_spec import RunSpec
+
+
+@dataclass(kw_only=True, slots=True)
+class OrchestratorConfig:
+    run: RunSpec = field(default_factory=RunSpec)
+    """The training run published to miners (`[orchestrator.run]`)."""
+    windows: int = 0
+    """Stop issuing work after this many windows (0: run until stopped)."""
+    max_in_flight: int = 0
+    """Batches routed at once; 0 = the run's `accumulate`."""
+    lockstep: bool = True
+    """Issue batches in groups of `max_in_flight` and wait for each group to finish, so every
+    miner's optimizer step covers exactly the same micro-batches as one-process training."""
+    tick_s: float = 0.1
+    assign_timeout_s: float = 120.0
+    """How long a miner may take to build its stage (dataset, model, weights) on Assign."""
+    close_timeout_s: float = 60.0
+    data_cache: str = ""
+    """Directory of the built corpus and tokenizer; empty = `<home>/data`."""
+    eval_batches: int = 4
+    threads: int = 1
+    """torch threads for the evaluation (0: torch's default)."""
+    """Held-out batches per domain evaluated at each window end (0: no evaluation)."""
+    leases: LeaseConfig = field(default_factory=LeaseConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+
+    def __post_init__(self) -> None:
+        if self.windows < 0 or self.max_in_flight < 0 or self.eval_batches < 0:
+            raise ValueError("orchestrator.windows, max_in_flight and eval_batches must be >= 0")
+        if not (self.tick_s > 0 and self.assign_timeout_s > 0 and self.close_timeout_s > 0):
+            raise ValueError("orchestrator.tick_s and timeouts must be > 0")
+
+    @property
+    def in_flight(self) -> int:
+        return self.max_in_flight or self.run.accumulate

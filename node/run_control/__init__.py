@@ -1,0 +1,1 @@
+"""The orchestrator role's moving parts: membership, work dispatch, receipts, window close, eval."""

@@ -1,0 +1,106 @@
+"""The run's history in LMDB: the spec, each window's losses, weights and evaluation, assignments.
+
+Everything the orchestrator role shows about the run (and needs after a restart) beyond the
+orchestration core's own state: a restarted orchestrator reads the same spec, the stage
+checkpoints of the last closed window, which miner acknowledged which assignment, and the
+per-window figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from store import Store
+
+HISTORY = "history"
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    stage: int
+    weights: str
+
+
+class RunHistory:
+    def __init__(self, store: Store, run_id: str) -> None:
+        self._store = store
+        self._run = run_id
+
+    # spec ------------------------------------------------------------------------------------
+
+    def pin_spec(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Stores the run's spec on first start; later starts must configure the same one."""
+        key = f"{self._run}/spec"
+        with self._store.write() as txn:
+            stored = txn.get(HISTORY, key)
+            if stored is None:
+                txn.put(HISTORY, key, spec)
+                return spec
+        if stored != spec:
+            changed = sorted(k for k in set(spec) | set(stored) if spec.get(k) != stored.get(k))
+            raise ValueError(
+                f"run {self._run!r} was started with another spec (differs in {changed}); "
+                "use a new node.run_id for a new run"
+            )
+        return dict(stored)
+
+    # windows ---------------------------------------------------------------------------------
+
+    def add_losses(self, window: int, losses: dict[int, float]) -> None:
+        """Records the last stage's training loss of batches (by batch index) of `window`."""
+        with self._store.write() as txn:
+            record = txn.get(HISTORY, self._window_key(window)) or {"window": window}
+            merged = dict(record.get("losses", {}))
+            merged.update({str(b): loss for b, loss in losses.items()})
+            txn.put(HISTORY, self._window_key(window), {**record, "losses": merged})
+
+    def close_window(self, window: int, **fields: Any) -> None:
+        """Adds a closed window's figures (tokens, seconds, weights by stage, work, …)."""
+        with self._store.write() as txn:
+            record = txn.get(HISTORY, self._window_key(window)) or {"window": window}
+            txn.put(HISTORY, self._window_key(window), {**record, **fields, "closed": True})
+
+    def set_eval(self, window: int, results: dict[str, dict[str, float]]) -> None:
+        with self._store.write() as txn:
+            record = txn.get(HISTORY, self._window_key(window)) or {"window": window}
+            txn.put(HISTORY, self._window_key(window), {**record, "eval": results})
+
+    def window(self, window: int) -> dict[str, Any] | None:
+        with self._store.read() as txn:
+            record: dict[str, Any] | None = txn.get(HISTORY, self._window_key(window))
+            return record
+
+    def windows(self) -> list[dict[str, Any]]:
+        """Every window with a record, in order."""
+        with self._store.read() as txn:
+            return [r for _, r in txn.scan(HISTORY, f"{self._run}/w/")]
+
+    def latest_weights(self) -> dict[int, str]:
+        """The newest checkpoint digest of each stage over the closed windows."""
+        weights: dict[int, str] = {}
+        for record in self.windows():
+            for stage, digest in record.get("weights", {}).items():
+                weights[int(stage)] = digest
+        return weights
+
+    # assignments -----------------------------------------------------------------------------
+
+    def assignment(self, peer_id: str) -> Assignment | None:
+        with self._store.read() as txn:
+            record = txn.get(HISTORY, self._assign_key(peer_id))
+        return None if record is None else Assignment(record["stage"], record["weights"])
+
+    def set_assignment(self, peer_id: str, assignment: Assignment | None) -> None:
+        with self._store.write() as txn:
+            if assignment is None:
+                txn.delete(HISTORY, self._assign_key(peer_id))
+            else:
+                record = {"stage": assignment.stage, "weights": assignment.weights}
+                txn.put(HISTORY, self._assign_key(peer_id), record)
+
+    def _window_key(self, window: int) -> str:
+        return f"{self._run}/w/{window:010d}"
+
+    def _assign_key(self, peer_id: str) -> str:
+        return f"{self._run}/assigned/{peer_id}"

@@ -1,0 +1,100 @@
+"""Sending routes to their first stage, and taking in the miners' signed receipts.
+
+A route goes out as a `Work` to its stage-0 miner, carrying its own orchestrator-signed head as
+the route's ticket. Receipts come back in `ReceiptBatch`es: each item is verified as a statement
+signed by the sending miner before the ledger sees it; the last stage's losses are kept for the
+run's history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections import Counter, deque
+
+from node.orchestration import Orchestrator, Route
+from node.run_control.history import RunHistory
+from p2p.admission import PeerSession
+from p2p.endpoint import Endpoint
+from p2p.errors import P2PError
+from p2p.messages import Ack, Message, Receipt, ReceiptBatch, Work
+from p2p.refusals import Reason, Refused
+from p2p.statements import open_statement
+
+log = logging.getLogger(__name__)
+MAX_RECEIPTS_PER_BATCH = 1024
+
+
+class WorkDispatcher:
+    def __init__(self, endpoint: Endpoint, *, timeout_s: float) -> None:
+        self._endpoint = endpoint
+        self._timeout = timeout_s
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.counters: Counter[str] = Counter()
+        self.unassigned: deque[str] = deque(maxlen=64)
+        """Miners that refused work as not assigned (they must be assigned again)."""
+
+    def send(self, routes: list[Route]) -> None:
+        for route in routes:
+            task = asyncio.create_task(self._send(route), name=f"work/{route.route_id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _send(self, route: Route) -> None:
+        work = Work(
+            window=route.window, batch=route.batch, route=route.route_id, miners=list(route.miners)
+        )
+        ticket = self._endpoint.statement(work)
+        first = route.miners[0]
+        try:
+            await self._endpoint.request(
+                first, dataclasses.replace(work, ticket=ticket), timeout=self._timeout
+            )
+            self.counters["sent"] += 1
+        except Refused as exc:
+            self.counters[f"refused_{exc.reason.value}"] += 1
+            if exc.reason is Reason.NOT_ASSIGNED:
+                self.unassigned.append(first)
+            log.info("route %s refused by %s: %s", route.route_id, first, exc)
+        except (P2PError, TimeoutError) as exc:
+            self.counters["failed"] += 1
+            log.info("route %s not delivered to %s: %s", route.route_id, first, exc)
+
+
+class ReceiptIntake:
+    """The `ReceiptBatch` handler: verify each signed receipt and hand it to the ledger."""
+
+    def __init__(self, orchestrator: Orchestrator, history: RunHistory, run_id: str) -> None:
+        self._orch = orchestrator
+        self._history = history
+        self._run = run_id
+        self.counters: Counter[str] = Counter()
+        self.recent_losses: deque[float] = deque(maxlen=256)
+
+    async def on_batch(self, msg: ReceiptBatch, peer: PeerSession) -> Message:
+        if len(msg.receipts) > MAX_RECEIPTS_PER_BATCH:
+            raise Refused(Reason.TOO_LARGE, f"{len(msg.receipts)} receipts in one batch")
+        losses: dict[int, dict[int, float]] = {}
+        for head in msg.receipts:
+            try:
+                receipt, _ = open_statement(head, Receipt, run=self._run, signer=peer.peer_id)
+            except Refused as exc:
+                self.counters[exc.reason.value] += 1
+                continue
+            refusal = self._orch.ingest_receipt(peer.peer_id, receipt)
+            if refusal is not None:
+                self.counters[str(refusal)] += 1
+                continue
+            self.counters["accepted"] += 1
+            if receipt.loss is not None and receipt.direction == "forward":
+                losses.setdefault(receipt.window, {})[receipt.batch] = receipt.loss
+                self.recent_losses.append(receipt.loss)
+        for window, by_batch in losses.items():
+            self._history.add_losses(window, by_batch)
+        return Ack()
