@@ -36,6 +36,11 @@ class RunSpec:
     warmup_steps: int = 0
     weight_decay: float = 0.1
     max_grad_norm: float = 1.0
+    code_max_bytes: int = 8_000_000
+    """Corpus size: bytes of standard-library source (code), of documentation (prose; 0 = all)
+    and number of generated arithmetic documents (math)."""
+    prose_max_bytes: int = 0
+    math_documents: int = 4000
     data_digest: str = ""
     """The dataset's digest (tokenizer and token streams); a miner whose data differs refuses."""
 
@@ -71,7 +76,13 @@ class RunSpec:
         )
 
     def data_config(self, cache_dir: Path) -> DataConfig:
-        return DataConfig(cache_dir=cache_dir, vocab_size=self.vocab_size)
+        return DataConfig(
+            cache_dir=cache_dir,
+            vocab_size=self.vocab_size,
+            code_max_bytes=self.code_max_bytes,
+            prose_max_bytes=self.prose_max_bytes or None,
+            math_documents=self.math_documents,
+        )
 
     def to_record(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
