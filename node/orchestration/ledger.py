@@ -9,7 +9,7 @@ the hop that fed it. A break is recorded as a dispute for validators; the receip
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -58,6 +58,10 @@ class ReceiptRecord:
     output_digest: bytes
     weights_version: str
     received_at: float
+    seq: int = 0
+    """The signer's sequence number of the receipt: its order among the signer's work."""
+    statement: bytes = b""
+    """The signed head the receipt arrived as (evidence anyone can verify), when it had one."""
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> ReceiptRecord:
@@ -113,7 +117,14 @@ class ReceiptLedger:
         self._clock = clock
 
     def ingest(
-        self, txn: WriteTxn, signer: str, receipt: Receipt | Mapping[str, Any], now: float
+        self,
+        txn: WriteTxn,
+        signer: str,
+        receipt: Receipt | Mapping[str, Any],
+        now: float,
+        *,
+        seq: int = 0,
+        statement: bytes = b"",
     ) -> Refusal | None:
         """Validates and stores a verified receipt; returns why it was refused, or None."""
         if self._registry.get(txn, signer) is None:
@@ -122,6 +133,7 @@ class ReceiptLedger:
         rec = self._parse(signer, fields, now)
         if rec is None:
             return Reason.MALFORMED
+        rec = replace(rec, seq=seq, statement=statement)
         current = self._clock.state(txn).window
         if not current - self.config.windows_back <= rec.window <= current:
             return LedgerRefusal.STALE_WINDOW

@@ -113,12 +113,18 @@ class Orchestrator:
             return self.clock.finish_merge(txn, self._now(now))
 
     def ingest_receipt(
-        self, signer: str, receipt: Receipt | Mapping[str, Any], now: float | None = None
+        self,
+        signer: str,
+        receipt: Receipt | Mapping[str, Any],
+        now: float | None = None,
+        *,
+        seq: int = 0,
+        statement: bytes = b"",
     ) -> Refusal | None:
         """Stores a verified receipt; an accepted one also completes its hop on the open route."""
         now = self._now(now)
         with self._store.write() as txn:
-            refusal = self.ledger.ingest(txn, signer, receipt, now)
+            refusal = self.ledger.ingest(txn, signer, receipt, now, seq=seq, statement=statement)
             if refusal is None:
                 fields = receipt.meta() if isinstance(receipt, Receipt) else receipt
                 window, batch, stage = fields["window"], fields["batch"], fields["stage"]

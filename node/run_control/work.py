@@ -83,11 +83,13 @@ class ReceiptIntake:
         losses: dict[int, dict[int, float]] = {}
         for head in msg.receipts:
             try:
-                receipt, _ = open_statement(head, Receipt, run=self._run, signer=peer.peer_id)
+                receipt, header = open_statement(head, Receipt, run=self._run, signer=peer.peer_id)
             except Refused as exc:
                 self.counters[exc.reason.value] += 1
                 continue
-            refusal = self._orch.ingest_receipt(peer.peer_id, receipt)
+            refusal = self._orch.ingest_receipt(
+                peer.peer_id, receipt, seq=header.seq, statement=head
+            )
             if refusal is not None:
                 self.counters[str(refusal)] += 1
                 continue
