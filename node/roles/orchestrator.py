@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from node.daemon_thread import in_daemon_thread
 from node.orchestration import (
     AssignmentConfig,
     OrchestrationConfig,
@@ -75,7 +76,9 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
 
     async def run(self) -> None:
         cache = Path(self.config.data_cache) if self.config.data_cache else self.ctx.home / "data"
-        dataset = await asyncio.to_thread(build_dataset, self.spec.data_config(cache))
+        dataset = await in_daemon_thread(
+            build_dataset, self.spec.data_config(cache), name="dataset"
+        )
         if self.spec.data_digest and self.spec.data_digest != dataset.digest:
             raise ValueError(
                 f"orchestrator.run.data_digest {self.spec.data_digest} does not match the "
@@ -156,7 +159,7 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
         try:
             if len(ready) != self.spec.n_stages or self._dataset is None:
                 raise ValueError(f"window {window} lacks stage checkpoints: {sorted(ready)}")
-            results = await asyncio.to_thread(self._evaluate_sync, ready)
+            results = await in_daemon_thread(self._evaluate_sync, ready, name="evaluate")
         except (ValueError, RuntimeError) as exc:
             log.warning("evaluation of window %s failed: %s", window, exc)
             results = {}

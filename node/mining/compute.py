@@ -1,0 +1,122 @@
+"""The units of work, run on the compute thread: forward and backward of one batch on one stage.
+
+Each returns the tensor to send on (if any) and one `UnitRecord` per unit of work, holding the
+raw input and output bytes exactly as they travel on the wire, their blake3 digests (the envelope
+digest, so a neighbour's receipt names the same bytes) and the stage's weights digest at the
+time. Conventions: stage 0's forward input is the batch's token ids (int64); the last stage's
+forward output, and so its backward input, is the loss as a float32 scalar; stage 0's backward
+output is empty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from node.mining.state import BatchKey, StageHolding
+from p2p.envelope import digest
+from p2p.tensors import TensorPayload
+from p2p.transport import Buffer
+
+FORWARD = "forward"
+BACKWARD = "backward"
+
+
+@dataclass(frozen=True, slots=True)
+class UnitRecord:
+    direction: str
+    inputs: Buffer
+    outputs: Buffer
+    input_digest: bytes
+    output_digest: bytes
+    weights_version: str
+    loss: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    units: tuple[UnitRecord, ...]
+    send: TensorPayload | None
+    """The activation for stage + 1, or the gradient for stage - 1; None at the route's end."""
+
+
+def _unit(
+    direction: str, inputs: Buffer, outputs: Buffer, version: str, loss: float | None = None
+) -> UnitRecord:
+    return UnitRecord(direction, inputs, outputs, digest(inputs), digest(outputs), version, loss)
+
+
+def _targets(holding: StageHolding, key: BatchKey) -> tuple[torch.Tensor, torch.Tensor]:
+    spec = holding.spec
+    window, batch, _ = key
+    return holding.dataset.batch(
+        spec.data_seed, window, batch, batch_size=spec.batch_size, seq_len=spec.seq_len
+    )
+
+
+def forward(holding: StageHolding, key: BatchKey, payload: TensorPayload | None) -> StepResult:
+    """Forward of `key` (stage 0 rebuilds its input from the schedule; `payload` is None).
+
+    The last stage computes the loss and runs its backward at once.
+    """
+    engine = holding.engine
+    targets: torch.Tensor | None = None
+    if holding.is_first:
+        x, targets = _targets(holding, key)
+        payload = TensorPayload.from_torch(x)
+    else:
+        if payload is None:
+            raise ValueError("a stage after the first needs its input activation")
+        x = payload.to_torch()
+        if holding.is_last:
+            targets = _targets(holding, key)[1]
+    version = engine.weights_digest()
+    out = engine.forward(key, x, targets if holding.is_last else None)
+    if not holding.is_last:
+        sent = TensorPayload.from_torch(out)
+        return StepResult((_unit(FORWARD, payload.data, sent.data, version),), sent)
+    loss_bytes = out.detach().to(torch.float32).reshape(1).cpu().numpy().tobytes()
+    fwd = _unit(FORWARD, payload.data, loss_bytes, version, float(out))
+    grad = engine.backward_from_loss(key)
+    back = TensorPayload.from_torch(grad) if grad is not None else None
+    bwd = _unit(BACKWARD, loss_bytes, back.data if back is not None else b"", version)
+    return StepResult((fwd, bwd), back)
+
+
+def backward(holding: StageHolding, key: BatchKey, payload: TensorPayload) -> StepResult:
+    """Backward of `key` from the next stage's gradient; may step the optimizer."""
+    engine = holding.engine
+    version = engine.weights_digest()
+    grad = engine.backward(key, payload.to_torch())
+    back = TensorPayload.from_torch(grad) if grad is not None else None
+    unit = _unit(BACKWARD, payload.data, back.data if back is not None else b"", version)
+    return StepResult((unit,), back)
+
+
+def forget(holding: StageHolding, keys: list[BatchKey]) -> None:
+    for key in keys:
+        holding.engine.forget(key)
+
+
+class PendingGradients(RuntimeError):
+    """The window cannot close: backward passes wait for the next optimizer step."""
+
+
+def save_checkpoint(holding: StageHolding, keys: list[BatchKey], scratch: Path) -> bytes:
+    """The stage's checkpoint (safetensors) at a step boundary; drops `keys`' forward state."""
+    engine = holding.engine
+    if engine.pending:
+        raise PendingGradients(
+            f"{engine.pending} of {engine.config.accumulate} backward passes await the next "
+            "optimizer step"
+        )
+    forget(holding, keys)
+    scratch.mkdir(parents=True, exist_ok=True)
+    path = scratch / f"close-{holding.stage}.safetensors"
+    try:
+        engine.save(path)
+        return path.read_bytes()
+    finally:
+        path.unlink(missing_ok=True)
