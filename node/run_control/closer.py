@@ -58,6 +58,8 @@ class WindowCloser:
             if digest:
                 weights[str(stage)] = digest
                 self._history.set_assignment(peer, Assignment(stage, digest))
+            else:  # re-assigned: the miner rebuilds from the checkpoint recorded for its stage
+                self._history.set_assignment(peer, None)
         merge_at = state.merge_started_at or time.time()
         self._history.close_window(
             state.window,
