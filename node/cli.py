@@ -43,6 +43,12 @@ def _node_parser(sub: Any) -> None:
         help="log verbosity (node.log_level)",
     )
     p.add_argument(
+        "--fault",
+        metavar="KIND",
+        help="test/devnet only: run the miner as a cheater of this kind (miner.fault): "
+        "lazy, random, stale, copycat, nan, late, free-rider",
+    )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -76,6 +82,7 @@ def node_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "p2p.listen": args.listen,
         "p2p.bootstrap": args.bootstrap,
         "http.listen": args.http,
+        "miner.fault": args.fault,
     }
     overrides = {k: v for k, v in flags.items() if v is not None}
     overrides.update(parse_assignment(s) for s in args.set)

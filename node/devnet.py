@@ -1,8 +1,11 @@
 """`tessera devnet`: an orchestrator, validators and miners as separate processes on loopback.
 
 Each node gets a fresh home (key, test wallet and hotkey binding), serves HTTP on a free port and
-bootstraps to the orchestrator; peer exchange then connects everyone. Ctrl-C (or SIGTERM) stops
-every node with one SIGTERM each and waits for them.
+bootstraps to the orchestrator; peer exchange then connects everyone. Without `--windows` the
+devnet waits until every node has admitted every other and keeps running; with `--windows N` the
+orchestrator trains N windows of the configured run, the devnet shows its progress and, once the
+run is done, writes the summary (`--summary`) and stops. Ctrl-C (or SIGTERM) stops every node
+with one SIGTERM each and waits for them.
 """
 
 from __future__ import annotations
@@ -10,14 +13,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import signal
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from node.devnet_procs import DevnetNode, NodeSpec, all_admitted, fetch_statuses, print_table
+from node.devnet_net import Devnet, DevnetPlan
+from node.devnet_procs import all_admitted, fetch_statuses, print_table
+from node.devnet_train import RunFollower
+
+# The `make devnet` run: 4 windows of the small model in a few minutes on 2 CPU cores.
+DEFAULTS = {"batch_size": 8, "seq_len": 128, "batches_per_window": 64, "accumulate": 8, "lr": 3e-3}
 
 
 def add_parser(sub: Any) -> None:
@@ -25,12 +32,14 @@ def add_parser(sub: Any) -> None:
         "devnet",
         help="run a local network on loopback",
         description="Start an orchestrator, validators and miners as separate processes on "
-        "loopback, wait until they all see each other, and keep them running until Ctrl-C.",
+        "loopback. Without --windows: wait until they all see each other and keep them running "
+        "until Ctrl-C. With --windows N: train N windows, show progress, write --summary, stop.",
     )
     p.add_argument(
         "--home", type=Path, help="root for the nodes' homes (default: a fresh temp dir)"
     )
-    p.add_argument("--miners", type=int, default=3, help="number of miner nodes")
+    p.add_argument("--stages", type=int, default=3, help="pipeline stages of the model")
+    p.add_argument("--miners", type=int, help="number of miner nodes (default: one per stage)")
     p.add_argument("--validators", type=int, default=1, help="number of validator nodes")
     p.add_argument(
         "--connect-timeout",
@@ -43,77 +52,168 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="stop the network and exit 0 once every node has admitted every other",
     )
-    p.set_defaults(func=run)
+    run = p.add_argument_group("training run (with --windows)")
+    run.add_argument("--windows", type=int, default=0, help="windows to train (0: no run)")
+    run.add_argument("--model", default="small", help="model preset (tiny, small, …)")
+    run.add_argument("--vocab-size", type=int, help="tokenizer vocab (default: the preset's)")
+    for flag, kind, text in (
+        ("batches-per-window", int, "micro-batches per window"),
+        ("accumulate", int, "micro-batches per optimizer step"),
+        ("batch-size", int, "sequences per micro-batch"),
+        ("seq-len", int, "tokens per sequence"),
+        ("lr", float, "peak learning rate"),
+    ):
+        default = DEFAULTS[flag.replace("-", "_")]
+        run.add_argument(f"--{flag}", type=kind, default=default, help=f"{text} ({default})")
+    run.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
+    run.add_argument("--data-seed", type=int, default=0, help="batch schedule seed")
+    run.add_argument("--threads", type=int, default=1, help="torch threads per miner")
+    run.add_argument("--data-cache", type=Path, help="corpus cache (default: HOME/data)")
+    run.add_argument("--summary", type=Path, help="write the run's JSON summary here")
+    run.add_argument("--timeout", type=float, default=0.0, help="give up after S seconds (0: no)")
+    run.add_argument(
+        "--faults",
+        type=lambda text: [k for k in text.split(",") if k],
+        default=[],
+        metavar="KIND,…",
+        help="cheating miners: miner i runs --fault KIND i (lazy, random, stale, copycat, nan, "
+        "late, free-rider); the validators then audit every miner of every window",
+    )
+    run.add_argument(
+        "--audit-wait",
+        type=float,
+        default=120.0,
+        help="seconds to wait after the run for the validators to audit its last window (120)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override passed to every node, e.g. --set orchestrator.leases.min_s=1",
+    )
+    p.set_defaults(func=run_cli)
 
 
-def specs(miners: int, validators: int) -> list[NodeSpec]:
-    out = [NodeSpec(name="orchestrator", role="orchestrator")]
-    out += [NodeSpec(name=f"validator{i}", role="validator") for i in range(validators)]
-    out += [NodeSpec(name=f"miner{i}", role="miner") for i in range(miners)]
-    return out
+def plan_from_args(args: argparse.Namespace) -> DevnetPlan:
+    from training.presets import PRESETS  # torch: only when a devnet actually starts
+
+    run: dict[str, Any] = {}
+    if args.windows:
+        vocab = args.vocab_size or PRESETS[args.model].vocab_size
+        run = {
+            "model": args.model,
+            "vocab_size": vocab,
+            "seed": args.seed,
+            "data_seed": args.data_seed,
+            "batch_size": args.batch_size,
+            "seq_len": args.seq_len,
+            "batches_per_window": args.batches_per_window,
+            "accumulate": args.accumulate,
+            "lr": args.lr,
+        }
+    return DevnetPlan(
+        stages=args.stages,
+        miners=args.miners,
+        validators=args.validators,
+        windows=args.windows,
+        run=run,
+        threads=args.threads,
+        data_cache=args.data_cache,
+        sets=list(args.set),
+        faults=list(args.faults),
+    )
+
+
+async def wait_connected(net: Devnet, args: argparse.Namespace, stop: asyncio.Event) -> int:
+    """The connect-only devnet: table once everyone is admitted, then up until stopped."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + args.connect_timeout
+    while not stop.is_set():
+        statuses = await fetch_statuses(net.nodes)
+        if all_admitted(statuses):
+            break
+        if loop.time() > deadline:
+            print_table(net.nodes, statuses)
+            print("devnet: nodes did not all admit each other in time", file=sys.stderr)
+            return 1
+        await asyncio.sleep(0.5)
+    else:
+        return 0
+    print_table(net.nodes, statuses)
+    if args.exit_when_connected:
+        print("devnet: every node has admitted every other; stopping")
+        return 0
+    print("devnet: up. `tessera status URL` shows a node; Ctrl-C stops the network.")
+    while not stop.is_set():
+        dead = [n for n in net.nodes if n.returncode is not None]
+        for node in dead:
+            print(
+                f"devnet: {node.name} exited with {node.returncode}; log: {node.log_path}",
+                file=sys.stderr,
+            )
+        if dead:
+            return 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=1.0)
+    return 0
 
 
 async def run_devnet(root: Path, args: argparse.Namespace) -> int:
-    nodes = [DevnetNode(spec, root) for spec in specs(args.miners, args.validators)]
+    net = Devnet(root, plan_from_args(args))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     print(f"devnet: homes under {root}")
     try:
-        hotkeys = [node.prepare_identity() for node in nodes]
-        admission = [
-            "--set",
-            'admission.mode="allowlist"',
-            "--set",
-            f"admission.hotkeys={json.dumps(hotkeys)}",
-        ]
-        orchestrator, *others = nodes
-        await orchestrator.start(bootstrap=[], extra_args=admission)
-        for node in others:
-            await node.start(bootstrap=orchestrator.endpoints["p2p"], extra_args=admission)
-        deadline = loop.time() + args.connect_timeout
-        while not stop.is_set():
-            statuses = await fetch_statuses(nodes)
-            if all_admitted(statuses):
-                break
-            if loop.time() > deadline:
-                print_table(nodes, statuses)
-                print("devnet: nodes did not all admit each other in time", file=sys.stderr)
-                return 1
-            await asyncio.sleep(0.5)
-        else:
-            return 0
-        print_table(nodes, statuses)
-        if args.exit_when_connected:
-            print("devnet: every node has admitted every other; stopping")
-            return 0
-        print("devnet: up. `tessera status URL` shows a node; Ctrl-C stops the network.")
-        while not stop.is_set():
-            dead = [n for n in nodes if n.returncode is not None]
-            if dead:
-                for node in dead:
-                    print(
-                        f"devnet: {node.spec.name} exited with {node.returncode}; "
-                        f"log: {node.log_path}",
-                        file=sys.stderr,
-                    )
-                return 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=1.0)
-        return 0
+        try:
+            await net.start()
+        except RuntimeError as exc:
+            print(f"devnet: {exc}", file=sys.stderr)
+            return 1
+        if not args.windows:
+            return await wait_connected(net, args, stop)
+        print(f"devnet: training {args.windows} windows of {args.model}; Ctrl-C stops")
+        follower = RunFollower(
+            net, summary=args.summary, timeout_s=args.timeout, audit_wait_s=args.audit_wait
+        )
+        return await follower.follow(stop)
     finally:
         print("devnet: stopping nodes")
-        codes = await asyncio.gather(*(node.stop(timeout=10.0) for node in nodes))
-        for node, code in zip(nodes, codes, strict=True):
+        for name, code in (await net.stop(timeout=10.0)).items():
             if code not in (0, None):
-                print(
-                    f"devnet: {node.spec.name} exited with {code}; log: {node.log_path}",
-                    file=sys.stderr,
-                )
+                log = net.node(name).log_path
+                print(f"devnet: {name} exited with {code}; log: {log}", file=sys.stderr)
+                print(f"  {last_line(log)}", file=sys.stderr)
 
 
-def run(args: argparse.Namespace) -> int:
+def last_line(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    if args.stages < 1 or args.validators < 0 or (args.miners is not None and args.miners < 0):
+        print("devnet: --stages must be >= 1, --miners and --validators >= 0", file=sys.stderr)
+        return 2
+    from training.presets import PRESETS
+
+    if args.model not in PRESETS:
+        print(f"devnet: unknown --model {args.model!r} ({', '.join(PRESETS)})", file=sys.stderr)
+        return 2
+    from node.mining.faults import FAULTS
+
+    unknown = [k for k in args.faults if k not in FAULTS]
+    if unknown:
+        print(f"devnet: unknown --faults {unknown} ({', '.join(FAULTS)})", file=sys.stderr)
+        return 2
+    if len(args.faults) > (args.stages if args.miners is None else args.miners):
+        print("devnet: more --faults than miners", file=sys.stderr)
+        return 2
     root: Path = args.home or Path(tempfile.mkdtemp(prefix="tessera-devnet-"))
     root.mkdir(parents=True, exist_ok=True)
     import uvloop

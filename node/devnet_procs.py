@@ -1,4 +1,4 @@
-"""Devnet node processes: identity set-up, start, readiness, status polling and stop."""
+"""Devnet node processes: identity set-up, start, readiness, status polling, kill, restart, stop."""
 
 from __future__ import annotations
 
@@ -24,19 +24,46 @@ from p2p.identity import NodeKey
 class NodeSpec:
     name: str
     role: str
+    fault: str = ""
+    """A miner's `--fault KIND` ("" = honest)."""
 
 
 class DevnetNode:
-    def __init__(self, spec: NodeSpec, root: Path) -> None:
+    """One `tessera node` child process with its own home under the devnet's root."""
+
+    def __init__(self, spec: NodeSpec, root: Path, *, quiet: bool = False) -> None:
         self.spec = spec
         self.home = root / spec.name
         self.log_path = self.home / "node.log"
         self.endpoints: dict[str, Any] = {}
+        self.quiet = quiet
         self._proc: asyncio.subprocess.Process | None = None
+        self._bootstrap: list[str] = []
+        self._extra: list[str] = []
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
     @property
     def returncode(self) -> int | None:
         return self._proc.returncode if self._proc else None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    @property
+    def peer_id(self) -> str:
+        return str(self.endpoints.get("peer_id", ""))
+
+    @property
+    def http(self) -> str:
+        return str(self.endpoints.get("http", ""))
 
     def prepare_identity(self) -> str:
         """Create the node key, a test wallet and the hotkey binding; return the hotkey."""
@@ -53,23 +80,22 @@ class DevnetNode:
         return bind_hotkey(self.home, key, wallet).hotkey
 
     async def start(
-        self, *, bootstrap: list[str], extra_args: list[str], timeout: float = 30.0
+        self,
+        *,
+        bootstrap: list[str],
+        extra_args: list[str],
+        timeout: float = 30.0,
+        http: str = "127.0.0.1:0",
+        listen: list[str] | None = None,
     ) -> None:
+        self._bootstrap, self._extra = list(bootstrap), list(extra_args)
         (self.home / ENDPOINTS_FILE).unlink(missing_ok=True)
-        cmd = [
-            sys.executable,
-            "-m",
-            "node",
-            "node",
-            "--home",
-            str(self.home),
-            "--role",
-            self.spec.role,
-            "--http",
-            "127.0.0.1:0",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-        ]
+        cmd = [sys.executable, "-m", "node", "node", "--home", str(self.home)]
+        cmd += ["--role", self.spec.role, "--http", http]
+        if self.spec.fault:
+            cmd += ["--fault", self.spec.fault]
+        for addr in listen or ["/ip4/127.0.0.1/tcp/0"]:
+            cmd += ["--listen", addr]
         for addr in bootstrap:
             cmd += ["--bootstrap", addr]
         cmd += extra_args
@@ -83,6 +109,21 @@ class DevnetNode:
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         await self._wait_ready(timeout)
+
+    async def restart(self, *, timeout: float = 30.0) -> None:
+        """Start again with the same arguments on the same HTTP and libp2p addresses, so peers
+        that bootstrap to this node find it again. The process must have exited."""
+        if self.running:
+            raise RuntimeError(f"{self.name} is still running")
+        http = self.http.removeprefix("http://") or "127.0.0.1:0"
+        listen = [a.split("/p2p/")[0] for a in self.endpoints.get("p2p", [])] or None
+        await self.start(
+            bootstrap=self._bootstrap,
+            extra_args=self._extra,
+            timeout=timeout,
+            http=http,
+            listen=listen,
+        )
 
     async def _wait_ready(self, timeout: float) -> None:
         assert self._proc is not None
@@ -98,10 +139,20 @@ class DevnetNode:
                 data = json.loads(path.read_text())
                 if data.get("pid") == self._proc.pid:
                     self.endpoints = data
-                    print(f"devnet: {self.spec.name:<13} {data['http']}  {data['peer_id']}")
+                    if not self.quiet:
+                        print(f"devnet: {self.spec.name:<13} {data['http']}  {data['peer_id']}")
                     return
             await asyncio.sleep(0.1)
         raise RuntimeError(f"{self.spec.name} not ready after {timeout}s; see {self.log_path}")
+
+    async def kill(self) -> int | None:
+        """SIGKILL (a crash: no clean shutdown) and reap the process."""
+        proc = self._proc
+        if proc is None:
+            return None
+        if proc.returncode is None:
+            proc.kill()
+        return await proc.wait()
 
     async def stop(self, timeout: float) -> int | None:
         proc = self._proc
@@ -116,18 +167,26 @@ class DevnetNode:
                 await proc.wait()
         return proc.returncode
 
+    async def status(self, timeout: float = 3.0) -> dict[str, Any] | None:
+        """This node's `/status`, or None when it does not answer."""
+        return (await fetch_statuses([self], timeout=timeout))[0]
 
-async def fetch_statuses(nodes: list[DevnetNode]) -> list[dict[str, Any] | None]:
+
+async def fetch_statuses(
+    nodes: list[DevnetNode], *, timeout: float = 3.0
+) -> list[dict[str, Any] | None]:
     async def one(session: aiohttp.ClientSession, node: DevnetNode) -> dict[str, Any] | None:
+        if not node.running:
+            return None
         try:
             async with session.get(f"{node.endpoints['http']}/status") as response:
                 doc: dict[str, Any] = await response.json()
                 return doc
-        except (aiohttp.ClientError, TimeoutError, KeyError):
+        except (aiohttp.ClientError, TimeoutError, KeyError, ValueError):
             return None
 
-    timeout = aiohttp.ClientTimeout(total=3.0)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    client_timeout = aiohttp.ClientTimeout(total=timeout)
+    async with aiohttp.ClientSession(timeout=client_timeout) as session:
         return list(await asyncio.gather(*(one(session, n) for n in nodes)))
 
 

@@ -290,6 +290,89 @@ class BlobReply(Message):
     tensor: TensorPayload
 
 
+# Audits -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReceiptQuery(Message):
+    """Validator → orchestrator: a miner's signed receipts of a window, `offset` on (by seq)."""
+
+    type_id = 50
+    protocol = "/tessera/audit/receipts/1"
+    rate_per_s = 50.0
+    burst = 200
+    window: int
+    miner: str
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReceiptList(Message):
+    """Reply to ReceiptQuery: the receipts' signed heads in sequence order (one page)."""
+
+    type_id = 51
+    re: int = 0
+    window: int
+    miner: str
+    receipts: list[bytes]
+    more: bool = False
+    """Further receipts follow: ask again with offset += len(receipts)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WindowInfoQuery(Message):
+    """Validator → orchestrator: what an audit of `window` needs besides receipts."""
+
+    type_id = 52
+    protocol = "/tessera/audit/window/1"
+    rate_per_s = 20.0
+    burst = 50
+    window: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WindowInfo(Message):
+    """Reply to WindowInfoQuery.
+
+    `start` / `end`: stage → checkpoint blob (sha256 hex, served by the orchestrator) the window
+    started from ("" = seed init) and ended at; `routes`: route id → miners by stage; `work`:
+    miner → backward receipts accepted in the window; `current`: the orchestrator's open window.
+    """
+
+    type_id = 53
+    re: int = 0
+    window: int
+    current: int
+    closed: bool
+    spec: dict[str, Any] = field(default_factory=dict)
+    start: dict[str, str] = field(default_factory=dict)
+    end: dict[str, str] = field(default_factory=dict)
+    routes: dict[str, list[str]] = field(default_factory=dict)
+    batches: dict[str, int] = field(default_factory=dict)
+    """Route id → its batch (a batch re-issued after a lease expiry has several routes)."""
+    work: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditVerdict(Message):
+    """A validator's verdict (`verification.verdict.Verdict.encode()`), kept as a signed head."""
+
+    type_id = 54
+    protocol = "/tessera/audit/verdict/1"
+    verdict: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerdictReport(Message):
+    """Validator → orchestrator: signed AuditVerdict heads."""
+
+    type_id = 55
+    protocol = "/tessera/audit/verdicts/1"
+    rate_per_s = 10.0
+    burst = 50
+    verdicts: list[bytes]
+
+
 REQUESTS: tuple[type[Message], ...] = (
     Hello,
     Assign,
@@ -301,7 +384,10 @@ REQUESTS: tuple[type[Message], ...] = (
     Receipt,
     ReceiptBatch,
     BlobRequest,
+    ReceiptQuery,
+    WindowInfoQuery,
+    VerdictReport,
 )
 REPLIES: dict[int, type[Message]] = {
-    c.type_id: c for c in (Ack, Refusal, Welcome, WeightsReport, BlobReply)
+    c.type_id: c for c in (Ack, Refusal, Welcome, WeightsReport, BlobReply, ReceiptList, WindowInfo)
 }

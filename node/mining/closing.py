@@ -3,7 +3,9 @@
 On `WindowClose(w)` from its orchestrator the miner stops taking messages of w, lets the compute
 worker finish what it holds (the save is queued behind it), requires the optimizer to be at a
 step boundary, saves the checkpoint into its blob store (kept `checkpoint_retention_s`, served
-by BlobRequest) and answers `WeightsReport`; then it is in window w + 1. A repeated close of the
+by BlobRequest), hands the window's receipts and retained tensors over (`flush`: sent to the
+orchestrator and written to the store, so an auditor that sees the window closed finds all of
+its evidence) and answers `WeightsReport`; then it is in window w + 1. A repeated close of the
 window just closed gets the same report. If backward passes still wait for an optimizer step,
 the close is refused and the stage is rolled back to the checkpoint the window started from
 (what the orchestrator keeps for a stage that did not report), then moves on to w + 1.
@@ -42,6 +44,7 @@ class WindowCloser:
         *,
         scratch: Path,
         checkpoint_retention_s: float,
+        flush: Callable[[], Coroutine[Any, Any, object]] | None = None,
     ) -> None:
         self._state = state
         self._worker = worker
@@ -49,6 +52,7 @@ class WindowCloser:
         self._rollback = rollback
         self._scratch = scratch
         self._keep_s = checkpoint_retention_s
+        self._flush = flush
         self._closing: asyncio.Future[WeightsReport] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         endpoint.register(WindowClose, self.on_close)
@@ -118,6 +122,8 @@ class WindowCloser:
         state.seconds["save"] += time.perf_counter() - started
         if state.holding is not holding:
             raise Refused(Reason.NOT_ASSIGNED, "the stage was reassigned while closing")
+        if self._flush is not None:
+            await self._flush()
         engine = holding.engine
         holding.weights = digest
         for key in keys:

@@ -18,6 +18,7 @@ from typing import Any
 
 from node.mining import compute
 from node.mining.compute import StepResult
+from node.mining.faults import Behaviour
 from node.mining.receipts import ReceiptSender
 from node.mining.retention import RetainedUnit, Retention
 from node.mining.sender import send_with_retry
@@ -57,6 +58,8 @@ class Pipeline(Service):
         self._retention = retention
         self._limits = limits
         self._tasks: set[asyncio.Task[None]] = set()
+        self.behaviour: Behaviour | None = None
+        """A fault (`miner.fault`); None: honest, `node.mining.compute` itself."""
 
     async def run(self) -> None:
         try:
@@ -81,7 +84,8 @@ class Pipeline(Service):
     async def _forward(
         self, holding: StageHolding, key: BatchKey, payload: TensorPayload | None
     ) -> None:
-        result = await self._compute(holding, key, partial(compute.forward, holding, key, payload))
+        fwd = compute.forward if self.behaviour is None else self.behaviour.forward
+        result = await self._compute(holding, key, partial(fwd, holding, key, payload))
         state = self._state
         if result is None:
             return
@@ -109,7 +113,8 @@ class Pipeline(Service):
 
     async def _backward(self, holding: StageHolding, key: BatchKey, payload: TensorPayload) -> None:
         entry = self._state.batches.open.get(key)
-        result = await self._compute(holding, key, partial(compute.backward, holding, key, payload))
+        bwd = compute.backward if self.behaviour is None else self.behaviour.backward
+        result = await self._compute(holding, key, partial(bwd, holding, key, payload))
         if result is None or entry is None:
             return
         self._state.batches.finish(key)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from node.mining import faults
 from node.mining.assignment import Assigner
 from node.mining.closing import WindowCloser
 from node.mining.handlers import Handlers
@@ -61,6 +62,8 @@ class MinerConfig:
     """Deadline for delivering an activation or gradient (with retries) and a receipt batch."""
     batch_timeout_s: float = 300.0
     """A forwarded batch whose gradient has not come by then is forgotten."""
+    fault: str = ""
+    """Test and devnet only: cheat as `node.mining.faults` KIND ("" = honest)."""
 
     def __post_init__(self) -> None:
         if not self.capacity > 0:
@@ -73,6 +76,8 @@ class MinerConfig:
             raise ValueError("miner.threads and miner.retention_max_mib must be >= 0")
         if self.receipt_batch > 100:
             raise ValueError("miner.receipt_batch must be <= 100 (receipts share one head)")
+        if self.fault and self.fault not in faults.FAULTS:
+            raise ValueError(f"miner.fault {self.fault!r} is not one of {', '.join(faults.FAULTS)}")
         if self.device is not None and not _DEVICE.fullmatch(self.device):
             raise ValueError(f"miner.device {self.device!r} is not a torch device name")
         for name in (
@@ -141,6 +146,7 @@ class MinerComponent(RoleComponent[MinerConfig]):
                 batch_timeout_s=cfg.batch_timeout_s,
             ),
         )
+        self.pipeline.behaviour = faults.make(cfg.fault)
         self.handlers = Handlers(state, ctx.endpoint, self.pipeline, max_inflight=cfg.max_inflight)
         self.closer = WindowCloser(
             state,
@@ -150,8 +156,15 @@ class MinerComponent(RoleComponent[MinerConfig]):
             self.assigner.rollback,
             scratch=scratch,
             checkpoint_retention_s=cfg.checkpoint_retention_s,
+            flush=self._flush_evidence,
         )
         self._export_metrics()
+
+    async def _flush_evidence(self) -> None:
+        """Receipts to the orchestrator, retained tensors to the store (at a window's close)."""
+        if self.retention is not None:
+            await self.retention.flush()
+        await self.receipts.flush()
 
     async def run(self) -> None:
         children = [self.worker, self.receipts, self.pipeline]
@@ -197,6 +210,7 @@ class MinerComponent(RoleComponent[MinerConfig]):
         engine = holding.engine if holding is not None else None
         return {
             "capacity": self.config.capacity,
+            **({"fault": self.config.fault} if self.config.fault else {}),
             "hotkey": self.ctx.binding_hotkey,
             "stage": None if holding is None else holding.stage,
             "standby": state.assigned is not None and state.assigned[1] == STANDBY,

@@ -26,6 +26,7 @@ from node.orchestration import (
 )
 from node.roles.base import RoleComponent, RoleContext
 from node.roles.orchestrator_config import OrchestratorConfig
+from node.run_control.audit_desk import AuditDesk
 from node.run_control.closer import WindowCloser
 from node.run_control.evaluator import evaluate_checkpoints
 from node.run_control.history import RunHistory
@@ -58,6 +59,14 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
         self._evaluating: int | None = None
         self._eval_task: asyncio.Task[None] | None = None
         ctx.endpoint.register(ReceiptBatch, self.intake.on_batch)
+        self.audits = AuditDesk(
+            self.core,
+            self.history,
+            ctx.store,
+            ctx.run_id,
+            batches_per_window=self.spec.batches_per_window,
+        )
+        self.audits.register(ctx.endpoint)
         self._export_metrics()
 
     def _core_config(self) -> OrchestrationConfig:
@@ -87,6 +96,7 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
         self._dataset = dataset
         self.spec = dataclasses.replace(self.spec, data_digest=dataset.digest)
         record = self.history.pin_spec(self.spec.to_record())
+        self.audits.spec_record = record
         self._membership = Membership(
             self.core,
             self.ctx.endpoint,
@@ -238,5 +248,6 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
             history=closed,
             work=total_work(raw, self.core.work_counts(state.window)),
             membership=dict(self._membership.counters) if self._membership else {},
+            audits=dict(self.audits.counters),
         )
         return doc

@@ -1,11 +1,24 @@
-"""Validator role: audits miners and sets weights on its chain for its subnet."""
+"""Validator role: audits miners and sets weights on its chain for its subnet.
+
+The audits (`node.auditing`): commit to a secret before each window, and after the orchestrator
+closes it reveal, draw miners, replay their work from evidence fetched from the orchestrator and
+the miners' neighbours, and sign, keep and report the verdicts. `/status` shows the commitments
+and reveals, verdict counts, the latest verdicts and the IOTA score book; `/metrics` the counts
+and each miner's incentive.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
-from node.roles.base import RoleComponent
+from node.auditing.auditor import Auditor, AuditSettings, run_audits
+from node.auditing.records import AuditRecords
+from node.roles.base import RoleComponent, RoleContext
+from node.service import sleep_forever
+from verification.scores import Decay, book, incentives, scores
 
 ChainName = Literal["devnet", "local", "test", "finney"]
 
@@ -14,18 +27,127 @@ ChainName = Literal["devnet", "local", "test", "finney"]
 class ValidatorConfig:
     netuid: int = 9
     chain: ChainName = "devnet"
+    audit: bool = True
+    """Run the audit loop (needs an admitted orchestrator)."""
+    orchestrator: str = ""
+    """The orchestrator's peer id ("" = the first admitted peer with the orchestrator role)."""
+    miners_per_window: int = 2
+    """Miners drawn for audit in each window."""
+    exact: bool = True
+    """Bitwise comparison (same device kind and settings as the miners); False: tolerances."""
+    threads: int = 1
+    """torch threads of the replay: must equal the miners' `miner.threads` for exact mode."""
+    data_cache: str = ""
+    """Directory of the built corpus and tokenizer; empty = `<home>/data`."""
+    commit_ahead: int = 2
+    """Windows after the open one committed to in advance (each with its own secret)."""
+    tick_s: float = 1.0
+    timeout_s: float = 30.0
+    t_decay: int = 10
+    """The score book's step decay: a window's score counts while its age is at most this."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.netuid < 65536:
             raise ValueError(f"validator.netuid must be in 0..65535, got {self.netuid}")
+        if min(self.miners_per_window, self.t_decay, self.commit_ahead - 1) < 0 or self.threads < 1:
+            raise ValueError("validator.miners_per_window and t_decay must be >= 0, threads >= 1")
+        for name in ("tick_s", "timeout_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"validator.{name} must be a positive number of seconds")
 
 
 class ValidatorComponent(RoleComponent[ValidatorConfig]):
     name = "validator"
 
+    def __init__(self, config: ValidatorConfig, ctx: RoleContext) -> None:
+        super().__init__(config, ctx)
+        self.records = AuditRecords(ctx.store, ctx.run_id, ctx.endpoint.peer_id)
+        cache = Path(config.data_cache) if config.data_cache else ctx.home / "data"
+        self.auditor = Auditor(
+            ctx.endpoint,
+            self.records,
+            self._orchestrator,
+            AuditSettings(
+                miners_per_window=config.miners_per_window,
+                exact=config.exact,
+                threads=config.threads,
+                timeout_s=config.timeout_s,
+                data_cache=cache,
+                commit_ahead=config.commit_ahead,
+            ),
+        )
+        self.decay = Decay(t_decay=config.t_decay)
+        metrics = ctx.metrics
+        metrics.watch_counters(
+            "tessera_audits",
+            "Audits by outcome, and audit loop events",
+            "event",
+            lambda: self.auditor.counters,
+        )
+        metrics.watch_gauges(
+            "tessera_miner_incentive",
+            "IOTA incentive I_m per miner (validated backward passes, decayed)",
+            "miner",
+            self.incentives,
+        )
+
+    async def run(self) -> None:
+        if not self.config.audit:
+            await sleep_forever()
+        await run_audits(self.auditor, self.config.tick_s)
+
+    def _orchestrator(self) -> str | None:
+        sessions = self.ctx.endpoint.sessions
+        if self.config.orchestrator:
+            return self.config.orchestrator if self.config.orchestrator in sessions else None
+        found = sorted(p for p, s in sessions.items() if "orchestrator" in s.roles)
+        return found[0] if found else None
+
+    def incentives(self) -> dict[str, float]:
+        current = self.auditor.current_window
+        if current is None:
+            return {}
+        records = book(self.records.work(), self.records.verdicts())
+        return incentives(records, current, self.decay)
+
     def status(self) -> dict[str, Any]:
+        verdicts = self.records.verdicts()
+        records = book(self.records.work(), verdicts)
+        audited: dict[str, dict[str, int]] = {}
+        for v in verdicts:
+            counts = audited.setdefault(v.miner, {"pass": 0, "fail": 0, "inconclusive": 0})
+            counts[v.outcome.value] += 1
+        windows: dict[str, dict[str, int]] = {}
+        for (miner, window), s in sorted(scores(records).items()):
+            windows.setdefault(miner, {})[str(window)] = s
         return {
             "chain": self.config.chain,
             "netuid": self.config.netuid,
             "hotkey": self.ctx.binding_hotkey,
+            "orchestrator": self._orchestrator(),
+            "window": self.auditor.current_window,
+            "next_window": self.records.next_window(),
+            "commitments": self.records.commitments(self.records.next_window() or 0),
+            "verdicts": {o: self.auditor.counters[o] for o in ("pass", "fail", "inconclusive")},
+            "events": dict(self.auditor.counters),
+            "audited": audited,
+            "latest": [
+                {
+                    "miner": v.miner,
+                    "window": v.window,
+                    "stage": v.stage,
+                    "outcome": v.outcome.value,
+                    "reason": v.reason.value,
+                    "units": v.units_audited,
+                    "backward": v.backward_units,
+                    "detail": v.detail,
+                }
+                for v in list(self.auditor.latest)[-10:]
+            ],
+            "scores": {
+                "t_decay": self.decay.t_decay,
+                "incentives": self.incentives(),
+                "windows": windows,
+            },
         }

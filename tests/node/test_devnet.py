@@ -1,14 +1,20 @@
-"""`tessera devnet` brings up orchestrator, validator and three miners that all see each other."""
+"""`tessera devnet`: the connect-only network (real processes) and its run plan, progress line
+and summary (pure functions)."""
 
+import io
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from node.devnet_net import DevnetPlan, toml_value
+from node.devnet_progress import ProgressView, progress_line
+from node.devnet_summary import audit_summary, build_summary, write_summary
 from tests.node.procs import run_tessera
 
-pytestmark = pytest.mark.integration
 
-
+@pytest.mark.integration
 def test_devnet_connects_everyone_and_stops_cleanly(tmp_path: Path) -> None:
     result = run_tessera(
         "devnet",
@@ -33,3 +39,191 @@ def test_devnet_connects_everyone_and_stops_cleanly(tmp_path: Path) -> None:
     for name in ("orchestrator", "validator0", "miner0", "miner1", "miner2"):
         log = (tmp_path / name / "node.log").read_text()
         assert "stopped cleanly (SIGTERM)" in log, log
+
+
+def test_devnet_rejects_unknown_model(tmp_path: Path) -> None:
+    result = run_tessera("devnet", "--home", str(tmp_path), "--windows", "1", "--model", "nope")
+    assert result.returncode == 2
+    assert "unknown --model 'nope'" in result.stderr
+
+
+@pytest.mark.integration
+def test_devnet_reports_a_node_that_fails_to_start(tmp_path: Path) -> None:
+    result = run_tessera(
+        "devnet", "--home", str(tmp_path), "--windows", "1", "--set", "bogus.key=1", timeout=60
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "orchestrator exited with 2" in result.stderr
+    assert "unknown key 'bogus'" in result.stderr
+
+
+def test_plan_nodes_and_sets(tmp_path: Path) -> None:
+    plan = DevnetPlan(
+        stages=2,
+        miners=3,
+        validators=1,
+        windows=4,
+        run={"model": "tiny", "lr": 0.004, "batch_size": 4},
+        threads=2,
+        sets=["orchestrator.leases.min_s=1.0"],
+    )
+    assert [s.name for s in plan.specs()] == [
+        "orchestrator",
+        "validator0",
+        "miner0",
+        "miner1",
+        "miner2",
+    ]
+    sets = plan.node_sets(tmp_path)
+    cache = json.dumps(str(tmp_path / "data"))
+    assert f"orchestrator.data_cache={cache}" in sets
+    assert f"miner.data_cache={cache}" in sets
+    assert "miner.threads=2" in sets
+    assert "orchestrator.windows=4" in sets
+    assert "orchestrator.run.n_stages=2" in sets
+    assert 'orchestrator.run.model="tiny"' in sets
+    assert "orchestrator.run.lr=0.004" in sets
+    assert f"validator.data_cache={cache}" in sets
+    assert "validator.threads=2" in sets  # the replay runs with the miners' torch threads
+    assert not any(s.startswith("validator.miners_per_window") for s in sets)
+    assert sets[-1] == "orchestrator.leases.min_s=1.0"  # the user's own come last and win
+    assert [s.fault for s in plan.specs()] == ["", "", "", "", ""]
+    cheats = DevnetPlan(stages=3, windows=2, faults=["lazy", "copycat"])
+    assert [(s.name, s.fault) for s in cheats.specs() if s.role == "miner"] == [
+        ("miner0", "lazy"),
+        ("miner1", "copycat"),
+        ("miner2", ""),
+    ]
+    assert "validator.miners_per_window=3" in cheats.node_sets(tmp_path)  # every miner audited
+    with pytest.raises(ValueError, match="2 faults for 1 miners"):
+        DevnetPlan(stages=1, faults=["lazy", "nan"])
+    assert DevnetPlan(stages=3).miner_count == 3
+    assert DevnetPlan(sets=["a.b=1"]).node_sets(tmp_path) == ["a.b=1"]  # connect-only: no run
+
+
+def test_toml_values() -> None:
+    assert toml_value("small") == '"small"'
+    assert toml_value(3) == "3"
+    assert toml_value(0.5) == "0.5"
+    assert toml_value(True) == "true"
+
+
+def orchestrator_section(**over: Any) -> dict[str, Any]:
+    section: dict[str, Any] = {
+        "run_id": "devnet",
+        "spec": {"model": "tiny", "n_stages": 2},
+        "windows_target": 2,
+        "done": False,
+        "window": 1,
+        "phase": "train",
+        "progress": {"step": 6, "tokens": 3072, "tokens_per_s": 512.0, "loss": 5.25},
+        "batches": {"total": 8, "completed": 4},
+        "history": [
+            {
+                "window": 0,
+                "loss": 6.0,
+                "tokens": 2048,
+                "seconds": 4.0,
+                "tokens_per_s": 512.0,
+                "eval": {"code": {"loss": 5.5, "perplexity": 244.7}},
+                "weights": {"0": "ab", "1": "cd"},
+            }
+        ],
+        "work": {"peerA": {"forward": 12, "backward": 12}},
+        "stages": [
+            {"stage": 0, "miners": [{"peer_id": "peerA"}]},
+            {"stage": 1, "miners": [{"peer_id": "peerB"}]},
+        ],
+    }
+    section.update(over)
+    return section
+
+
+def test_progress_line() -> None:
+    line = progress_line(orchestrator_section(), windows=2)
+    assert line.startswith("window 2/2 [###############-----] 4/8 batches")
+    assert "step 6" in line and "loss 5.2500" in line and "512 tok/s" in line
+    assert "train" in line
+    assert "waiting" in progress_line(None, windows=3)
+    partial = progress_line({"window": 0}, windows=3)  # keys missing until the run starts
+    assert partial.startswith("window 1/3 [") and "loss -" in partial
+    assert progress_line(orchestrator_section(done=True, window=2), 2).endswith("done")
+
+
+def test_progress_view_plain_lines_on_window_change() -> None:
+    out = io.StringIO()
+    view = ProgressView(2, out, every_s=3600)
+    view.update(orchestrator_section(window=0))
+    view.update(orchestrator_section(window=0))
+    view.update(orchestrator_section(window=1))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and all(line.startswith("devnet: window") for line in lines)
+
+
+def test_summary_from_status(tmp_path: Path) -> None:
+    section = orchestrator_section(done=True)
+    miners = {
+        "miner0": ("peerA", {"miner": {"stage": 0, "forward": 99, "backward": 99}}),
+        "miner1": ("peerB", {"miner": {"stage": 1, "forward": 7, "backward": 6}}),
+        "miner2": ("peerC", None),  # never answered
+    }
+    doc = build_summary(section, miners, model="small", stages=3, wall_s=12.5)
+    assert doc["model"] == "tiny" and doc["stages"] == 2  # the orchestrator's spec wins
+    assert doc["complete"] is True
+    assert doc["windows"] == [
+        {
+            "window": 0,
+            "loss": 6.0,
+            "tokens": 2048,
+            "seconds": 4.0,
+            "tokens_per_s": 512.0,
+            "eval": {"code": {"loss": 5.5, "perplexity": 244.7}},
+        }
+    ]
+    assert doc["final_loss"] == 6.0 and doc["tokens_per_s"] == 512.0
+    assert doc["perplexity"] == {"code": 244.7}
+    assert doc["work_per_miner"] == {
+        "miner0": {"peer_id": "peerA", "stage": 0, "forward": 12, "backward": 12},
+        "miner1": {"peer_id": "peerB", "stage": 1, "forward": 7, "backward": 6},
+        "miner2": {"peer_id": "peerC", "stage": None, "forward": 0, "backward": 0},
+    }
+    path = tmp_path / "out" / "summary.json"
+    write_summary(path, doc)
+    assert json.loads(path.read_text()) == doc
+    empty = build_summary(None, {}, model="small", stages=3, wall_s=1.0)
+    assert empty["complete"] is False and empty["windows"] == [] and empty["final_loss"] is None
+    assert empty["model"] == "small" and empty["stages"] == 3
+
+
+def test_devnet_rejects_unknown_or_too_many_faults(tmp_path: Path) -> None:
+    result = run_tessera("devnet", "--home", str(tmp_path), "--windows", "1", "--faults", "lazy,x")
+    assert result.returncode == 2
+    assert "unknown --faults ['x']" in result.stderr
+    result = run_tessera(
+        "devnet", "--home", str(tmp_path), "--stages", "1", "--windows", "1", "--faults", "lazy,nan"
+    )
+    assert result.returncode == 2
+    assert "more --faults than miners" in result.stderr
+
+
+def test_audit_summary_names_miners() -> None:
+    section = {
+        "next_window": 3,
+        "verdicts": {"pass": 4, "fail": 2, "inconclusive": 1},
+        "audited": {
+            "peerA": {"pass": 3, "fail": 0, "inconclusive": 0},
+            "peerB": {"pass": 0, "fail": 2, "inconclusive": 1},
+        },
+        "scores": {"incentives": {"peerA": 12.0, "peerB": 4.0, "peerC": 8.0}},
+    }
+    doc = audit_summary(section, {"peerA": "miner0", "peerB": "miner1"})
+    assert doc == {
+        "audited_windows": 3,
+        "verdicts": {"pass": 4, "fail": 2, "inconclusive": 1},
+        "miners": {
+            "miner0": {"pass": 3, "fail": 0, "inconclusive": 0, "incentive": 12.0},
+            "miner1": {"pass": 0, "fail": 2, "inconclusive": 1, "incentive": 4.0},
+            "peerC": {"pass": 0, "fail": 0, "inconclusive": 0, "incentive": 8.0},
+        },
+    }
+    assert audit_summary(None, {}) == {"audited_windows": 0, "verdicts": {}, "miners": {}}

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from node.mining import compute
-from node.mining.compute import BACKWARD, FORWARD, StepResult, UnitRecord
+from node.mining.compute import BACKWARD, FORWARD, UnitRecord
+from node.mining.faults import Behaviour
 from node.mining.state import BatchKey, StageHolding
 from p2p.envelope import digest
 from p2p.tensors import TensorPayload
@@ -69,12 +70,8 @@ def record(direction: str, inputs: bytes, outputs: bytes, version: str) -> UnitR
     return UnitRecord(direction, inputs, outputs, digest(inputs), digest(outputs), version)
 
 
-class Honest:
-    def forward(self, h: StageHolding, key: BatchKey, p: TensorPayload | None) -> StepResult:
-        return compute.forward(h, key, p)
-
-    def backward(self, h: StageHolding, key: BatchKey, p: TensorPayload) -> StepResult:
-        return compute.backward(h, key, p)
+Honest = Behaviour
+"""The miner's own compute (`node.mining.compute`), which each fault overrides."""
 
 
 def holding(spec: RunSpec, dataset: Dataset, stage: int, start: bytes | None) -> StageHolding:

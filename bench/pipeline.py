@@ -1,0 +1,232 @@
+"""Pipeline benchmark: the same training in one process and on a devnet, compared.
+
+Both train the same model (`RunSpec.model_config()`), split into the same stages, from the same
+seeds, on the same batch schedule (batch b of window w), with the same optimizer settings
+(`RunSpec.engine_config()`) for the same number of tokens:
+
+- one process: `training.local_trainer.train_local`, one window at a time, torch using every core
+  (`--local-threads`, default all);
+- a devnet: `tessera devnet --windows N --summary F` as a subprocess, each miner with
+  `--miner-threads` torch threads (default 1), one miner per stage.
+
+Prints one JSON object: `tokens_per_s_ratio` (devnet ÷ one process; goal >= 0.7), `loss_ratio`
+(devnet final loss ÷ one-process final loss at equal tokens, final = last window's mean train
+loss; goal <= 1.02), both loss curves and the raw figures. Throughput is compared over the
+windows after the first (`basis`), because the devnet's first window also covers start-up (the
+miners building their stages); the all-windows ratio is reported too.
+
+    python bench/pipeline.py --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training.data.build import build_dataset
+from training.determinism import set_determinism
+from training.local_trainer import TrainConfig, TrainResult, train_local
+from training.presets import PRESETS
+from training.run_spec import RunSpec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="small", choices=sorted(PRESETS))
+    p.add_argument("--stages", type=int, default=3)
+    p.add_argument("--windows", type=int, default=4)
+    p.add_argument("--batches-per-window", type=int, default=64)
+    p.add_argument("--accumulate", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--vocab-size", type=int, help="default: the preset's")
+    p.add_argument("--local-threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--miner-threads", type=int, default=1)
+    p.add_argument("--validators", type=int, default=1)
+    p.add_argument(
+        "--eval-batches",
+        type=int,
+        default=0,
+        help="held-out batches per domain the devnet evaluates per window (0: none, as the "
+        "one-process run does not evaluate either)",
+    )
+    p.add_argument("--home", type=Path, help="working dir (default: a fresh temp dir)")
+    p.add_argument("--timeout", type=float, default=900.0, help="devnet time limit, seconds")
+    p.add_argument("--set", action="append", default=[], help="passed on to `tessera devnet`")
+    p.add_argument("--json", action="store_true", help="print only the JSON object")
+    return p.parse_args(argv)
+
+
+def run_spec(args: argparse.Namespace) -> RunSpec:
+    return RunSpec(
+        model=args.model,
+        n_stages=args.stages,
+        seed=args.seed,
+        data_seed=args.data_seed,
+        vocab_size=args.vocab_size or PRESETS[args.model].vocab_size,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        batches_per_window=args.batches_per_window,
+        accumulate=args.accumulate,
+        lr=args.lr,
+    )
+
+
+def say(args: argparse.Namespace, text: str) -> None:
+    if not args.json:
+        print(f"bench: {text}", file=sys.stderr, flush=True)
+
+
+def one_process(args: argparse.Namespace, spec: RunSpec, cache: Path) -> dict[str, Any]:
+    set_determinism(threads=args.local_threads)
+    dataset = build_dataset(spec.data_config(cache))
+    steps_per_window = spec.batches_per_window // spec.accumulate
+    config = TrainConfig(
+        steps=steps_per_window,
+        n_stages=spec.n_stages,
+        seed=spec.seed,
+        data_seed=spec.data_seed,
+        batch_size=spec.batch_size,
+        seq_len=spec.seq_len,
+        batches_per_window=spec.batches_per_window,
+        engine=spec.engine_config(),
+    )
+    windows, steps = [], []
+    result: TrainResult | None = None
+    for window in range(args.windows):
+        result = train_local(
+            dataset, spec.model_config(), config, engines=result.engines if result else None
+        )
+        steps += result.losses
+        windows.append(
+            {
+                "window": window,
+                "loss": sum(result.losses) / len(result.losses),
+                "tokens": result.tokens,
+                "seconds": result.seconds,
+                "tokens_per_s": result.tokens_per_s,
+            }
+        )
+        say(args, f"one process: window {window} loss {windows[-1]['loss']:.4f}")
+    return {"threads": torch.get_num_threads(), "windows": windows, "step_losses": steps}
+
+
+def devnet(args: argparse.Namespace, spec: RunSpec, root: Path, cache: Path) -> dict[str, Any]:
+    summary = root / "devnet-summary.json"
+    cmd = [sys.executable, "-m", "node", "devnet", "--home", str(root / "devnet")]
+    cmd += ["--stages", str(spec.n_stages), "--validators", str(args.validators)]
+    cmd += ["--windows", str(args.windows), "--model", spec.model]
+    cmd += ["--vocab-size", str(spec.vocab_size), "--seed", str(spec.seed)]
+    cmd += ["--data-seed", str(spec.data_seed), "--batch-size", str(spec.batch_size)]
+    cmd += ["--seq-len", str(spec.seq_len), "--batches-per-window", str(spec.batches_per_window)]
+    cmd += ["--accumulate", str(spec.accumulate), "--lr", repr(spec.lr)]
+    cmd += ["--threads", str(args.miner_threads), "--data-cache", str(cache)]
+    cmd += ["--summary", str(summary), "--timeout", str(args.timeout)]
+    cmd += ["--set", f"orchestrator.eval_batches={args.eval_batches}"]
+    for item in args.set:
+        cmd += ["--set", item]
+    log = root / "devnet.log"
+    started = time.monotonic()
+    with log.open("w") as out:
+        code = subprocess.run(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, check=False)
+    wall = time.monotonic() - started
+    if code.returncode != 0 or not summary.exists():
+        tail = log.read_text()[-3000:]
+        raise SystemExit(f"bench: devnet failed ({code.returncode}); {log}:\n{tail}")
+    doc: dict[str, Any] = json.loads(summary.read_text())
+    doc["wall_s_subprocess"] = round(wall, 3)
+    doc["command"] = " ".join(cmd[1:])
+    return doc
+
+
+def rate(windows: list[dict[str, Any]]) -> float:
+    tokens = sum(w["tokens"] or 0 for w in windows)
+    seconds = sum(w["seconds"] or 0.0 for w in windows)
+    return tokens / seconds if seconds > 0 else 0.0
+
+
+def compare(local: dict[str, Any], net: dict[str, Any]) -> dict[str, Any]:
+    lw, nw = local["windows"], net["windows"]
+    steady = slice(1, None) if len(lw) > 1 and len(nw) > 1 else slice(None)
+    local_final, net_final = lw[-1]["loss"], net["final_loss"]
+    local_tokens, net_tokens = sum(w["tokens"] for w in lw), net["tokens"]
+    return {
+        "tokens_per_s_ratio": rate(nw[steady]) / max(rate(lw[steady]), 1e-9),
+        "tokens_per_s_ratio_all_windows": rate(nw) / max(rate(lw), 1e-9),
+        "loss_ratio": net_final / local_final if net_final and local_final else None,
+        "basis": "windows 1.. (the first window also covers the devnet's start-up)"
+        if steady.start
+        else "all windows",
+        "equal_tokens": local_tokens == net_tokens,
+        "tokens": {"one_process": local_tokens, "devnet": net_tokens},
+        "tokens_per_s": {
+            "one_process": rate(lw[steady]),
+            "devnet": rate(nw[steady]),
+            "one_process_all": rate(lw),
+            "devnet_all": rate(nw),
+            "devnet_reported": net.get("tokens_per_s"),
+        },
+        "final_loss": {"one_process": local_final, "devnet": net_final},
+        "loss_per_window": {
+            "one_process": [w["loss"] for w in lw],
+            "devnet": [w["loss"] for w in nw],
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    spec = run_spec(args)
+    root = args.home or Path(tempfile.mkdtemp(prefix="tessera-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    cache = root / "data"
+    say(args, f"one process: {args.windows} windows of {spec.model}, {args.local_threads} threads")
+    load = {"before_one_process": os.getloadavg()}
+    started = time.monotonic()
+    local = one_process(args, spec, cache)
+    local["wall_s"] = round(time.monotonic() - started, 3)
+    say(args, f"devnet: {spec.n_stages} miners x {args.miner_threads} thread(s); log {root}")
+    load["before_devnet"] = os.getloadavg()
+    net = devnet(args, spec, root, cache)
+    load["after_devnet"] = os.getloadavg()
+    out = {
+        "spec": spec.to_record(),
+        "windows": args.windows,
+        **compare(local, net),
+        "threads": {
+            "cpu_count": os.cpu_count(),
+            "one_process": local["threads"],
+            "devnet_per_miner": args.miner_threads,
+            "devnet_miners": spec.n_stages,
+        },
+        "load_average": load,
+        "note": "other processes on the machine skew both figures; see load_average",
+        "curves": {
+            "one_process_per_step": local["step_losses"],
+            "one_process_per_window": local["windows"],
+            "devnet_per_window": net["windows"],
+        },
+        "devnet": {k: v for k, v in net.items() if k != "windows"},
+        "one_process": {"wall_s": local["wall_s"]},
+        "goals": {"tokens_per_s_ratio": ">= 0.7", "loss_ratio": "<= 1.02"},
+    }
+    print(json.dumps(out, indent=None if args.json else 2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""A devnet's nodes and their command lines: one orchestrator, validators and miners on loopback.
+
+`DevnetPlan` says what to run (how many nodes, which run to train, extra `--set`s); `Devnet`
+creates the homes (key, test wallet, hotkey binding), starts the orchestrator first and everyone
+else bootstrapped to it, and stops them all. Tests drive single nodes through `Devnet.node()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from node.devnet_procs import DevnetNode, NodeSpec, fetch_statuses
+
+RUN_FLAGS = (
+    "model",
+    "seed",
+    "data_seed",
+    "vocab_size",
+    "batch_size",
+    "seq_len",
+    "batches_per_window",
+    "accumulate",
+    "lr",
+)
+"""`RunSpec` fields the devnet sets from its own flags (`n_stages` comes from `stages`)."""
+
+
+def toml_value(value: Any) -> str:
+    """A Python value as the TOML literal `--set` expects (strings quoted)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value)
+
+
+@dataclass(kw_only=True, slots=True)
+class DevnetPlan:
+    stages: int = 3
+    miners: int | None = None
+    """Miner nodes; None = one per stage."""
+    validators: int = 1
+    windows: int = 0
+    """Windows to train; 0 = no run settings are passed (the nodes' defaults apply)."""
+    run: dict[str, Any] = field(default_factory=dict)
+    """`orchestrator.run.<key>` values (RunSpec fields) besides `n_stages`."""
+    threads: int = 1
+    """torch threads per miner."""
+    data_cache: Path | None = None
+    """Shared corpus/tokenizer cache; None = `<root>/data`."""
+    sets: list[str] = field(default_factory=list)
+    """Extra `KEY=VALUE` overrides applied to every node (after the devnet's own)."""
+    faults: list[str] = field(default_factory=list)
+    """Cheating miners: miner i runs `--fault faults[i]` (the rest are honest). With faults,
+    the validators audit every miner of every window."""
+
+    def __post_init__(self) -> None:
+        if len(self.faults) > self.miner_count:
+            raise ValueError(f"{len(self.faults)} faults for {self.miner_count} miners")
+
+    @property
+    def miner_count(self) -> int:
+        return self.stages if self.miners is None else self.miners
+
+    def specs(self) -> list[NodeSpec]:
+        out = [NodeSpec(name="orchestrator", role="orchestrator")]
+        out += [NodeSpec(name=f"validator{i}", role="validator") for i in range(self.validators)]
+        faults = self.faults + [""] * (self.miner_count - len(self.faults))
+        out += [NodeSpec(name=f"miner{i}", role="miner", fault=f) for i, f in enumerate(faults)]
+        return out
+
+    def node_sets(self, root: Path) -> list[str]:
+        """The `KEY=VALUE` overrides every node gets (the run is only read by the orchestrator,
+        the miners learn it from the orchestrator's Assign)."""
+        if not self.windows:
+            return list(self.sets)
+        cache = str(self.data_cache or root / "data")
+        sets = [
+            f"orchestrator.data_cache={toml_value(cache)}",
+            f"miner.data_cache={toml_value(cache)}",
+            f"miner.threads={self.threads}",
+            f"validator.data_cache={toml_value(cache)}",
+            f"validator.threads={self.threads}",  # exact replay needs the miners' threads
+            f"orchestrator.windows={self.windows}",
+            f"orchestrator.run.n_stages={self.stages}",
+        ]
+        sets += [f"orchestrator.run.{k}={toml_value(v)}" for k, v in self.run.items()]
+        if self.faults:
+            sets.append(f"validator.miners_per_window={self.miner_count}")
+        return sets + list(self.sets)
+
+
+class Devnet:
+    def __init__(self, root: Path, plan: DevnetPlan, *, quiet: bool = False) -> None:
+        self.root = root
+        self.plan = plan
+        self.nodes = [DevnetNode(spec, root, quiet=quiet) for spec in plan.specs()]
+
+    @property
+    def orchestrator(self) -> DevnetNode:
+        return self.nodes[0]
+
+    @property
+    def miners(self) -> list[DevnetNode]:
+        return [n for n in self.nodes if n.spec.role == "miner"]
+
+    @property
+    def validators(self) -> list[DevnetNode]:
+        return [n for n in self.nodes if n.spec.role == "validator"]
+
+    def node(self, name: str) -> DevnetNode:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def by_peer_id(self, peer_id: str) -> DevnetNode | None:
+        return next((n for n in self.nodes if n.peer_id == peer_id), None)
+
+    def common_args(self, hotkeys: list[str]) -> list[str]:
+        args = ["--set", 'admission.mode="allowlist"']
+        args += ["--set", f"admission.hotkeys={json.dumps(hotkeys)}"]
+        for assignment in self.plan.node_sets(self.root):
+            args += ["--set", assignment]
+        return args
+
+    async def start(self, *, timeout: float = 30.0) -> None:
+        """Identities for every node, then the orchestrator, then the others (in parallel).
+
+        Raises RuntimeError when a node exits or is not ready in time (call `stop` anyway)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        hotkeys = [node.prepare_identity() for node in self.nodes]
+        args = self.common_args(hotkeys)
+        orchestrator, *others = self.nodes
+        await orchestrator.start(bootstrap=[], extra_args=args, timeout=timeout)
+        boot = orchestrator.endpoints["p2p"]
+        try:
+            async with asyncio.TaskGroup() as group:  # one failing cancels the others' waits
+                for node in others:
+                    group.create_task(node.start(bootstrap=boot, extra_args=args, timeout=timeout))
+        except ExceptionGroup as failed:
+            raise RuntimeError("; ".join(str(e) for e in failed.exceptions)) from None
+
+    async def statuses(self) -> dict[str, dict[str, Any] | None]:
+        docs = await fetch_statuses(self.nodes)
+        return {node.name: doc for node, doc in zip(self.nodes, docs, strict=True)}
+
+    async def stop(self, timeout: float = 10.0) -> dict[str, int | None]:
+        """SIGTERM to every node at once; returns each node's exit code."""
+        codes = await asyncio.gather(*(node.stop(timeout=timeout) for node in self.nodes))
+        return {node.name: code for node, code in zip(self.nodes, codes, strict=True)}

@@ -1,0 +1,129 @@
+"""The devnet run's JSON summary, built from the orchestrator's and the miners' `/status`.
+
+Shape: `{"model", "stages", "windows": [{"window", "loss", "tokens", "seconds", "tokens_per_s",
+"eval": {domain: {"loss", "perplexity"}}}], "tokens_per_s", "final_loss", "work_per_miner":
+{name: {"peer_id", "stage", "forward", "backward", "fault"}}, "perplexity": {domain: ppl},
+"audits": {validator: audit_summary(...)}}` plus `complete` (the orchestrator said the run is
+done), `wall_s` and the run's spec.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+WINDOW_KEYS = ("window", "loss", "tokens", "seconds", "tokens_per_s")
+
+
+def window_rows(orch: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for record in orch.get("history") or []:
+        row = {key: record.get(key) for key in WINDOW_KEYS}
+        row["eval"] = dict(record.get("eval") or {})
+        rows.append(row)
+    return rows
+
+
+def overall_tokens_per_s(orch: Mapping[str, Any], rows: list[dict[str, Any]]) -> float:
+    progress = orch.get("progress") or {}
+    rate = progress.get("tokens_per_s")
+    if isinstance(rate, int | float) and rate > 0:
+        return float(rate)
+    tokens = sum(r["tokens"] or 0 for r in rows)
+    seconds = sum(r["seconds"] or 0.0 for r in rows)
+    return tokens / seconds if seconds > 0 else 0.0
+
+
+def stage_of(orch: Mapping[str, Any], peer_id: str) -> int | None:
+    for stage in orch.get("stages") or []:
+        if any(m.get("peer_id") == peer_id for m in stage.get("miners") or []):
+            return int(stage["stage"])
+    return None
+
+
+def work_per_miner(
+    orch: Mapping[str, Any],
+    miners: Mapping[str, tuple[str, Mapping[str, Any] | None]],
+) -> dict[str, dict[str, Any]]:
+    """{name: {peer_id, stage, forward, backward}}: counts from the orchestrator's ledger (the
+    whole run), falling back to the miner's own counters; the stage the orchestrator assigns
+    now, else the one the miner last reported (None for a standby)."""
+    work = orch.get("work") or {}
+    out = {}
+    for name, (peer_id, status) in miners.items():
+        own = (status or {}).get("miner") or {}
+        counts = work.get(peer_id) or {}
+        stage = stage_of(orch, peer_id)
+        out[name] = {
+            "peer_id": peer_id,
+            "stage": own.get("stage") if stage is None else stage,
+            "forward": int(counts.get("forward", own.get("forward", 0)) or 0),
+            "backward": int(counts.get("backward", own.get("backward", 0)) or 0),
+        }
+    return out
+
+
+def build_summary(
+    orch: Mapping[str, Any] | None,
+    miners: Mapping[str, tuple[str, Mapping[str, Any] | None]],
+    *,
+    model: str,
+    stages: int,
+    wall_s: float,
+) -> dict[str, Any]:
+    """The summary document; `orch` is the last `"orchestrator"` status section seen (or None)."""
+    orch = orch or {}
+    rows = window_rows(orch)
+    losses = [r["loss"] for r in rows if isinstance(r["loss"], int | float)]
+    final = losses[-1] if losses else (orch.get("progress") or {}).get("loss")
+    evals = [r["eval"] for r in rows if r["eval"]]
+    perplexity = {d: v.get("perplexity") for d, v in evals[-1].items()} if evals else {}
+    spec = orch.get("spec") or {}
+    return {
+        "model": spec.get("model", model),
+        "stages": int(spec.get("n_stages", stages)),
+        "run_id": orch.get("run_id"),
+        "complete": bool(orch.get("done")),
+        "windows": rows,
+        "tokens": sum(r["tokens"] or 0 for r in rows),
+        "tokens_per_s": overall_tokens_per_s(orch, rows),
+        "final_loss": final,
+        "first_loss": losses[0] if losses else None,
+        "steps": (orch.get("progress") or {}).get("step"),
+        "work_per_miner": work_per_miner(orch, miners),
+        "perplexity": perplexity,
+        "wall_s": round(wall_s, 3),
+        "spec": spec,
+    }
+
+
+def audit_summary(section: Mapping[str, Any] | None, names: Mapping[str, str]) -> dict[str, Any]:
+    """A validator's `/status` section as {"audited_windows", "verdicts", "miners": {name:
+    {"pass", "fail", "inconclusive", "incentive"}}}, miners named by `names` (peer id -> name)."""
+    section = section or {}
+    audited = section.get("audited") or {}
+    incentive = (section.get("scores") or {}).get("incentives") or {}
+    miners = {}
+    for peer in sorted(set(audited) | set(incentive)):
+        counts = audited.get(peer) or {}
+        miners[names.get(peer, peer)] = {
+            **{o: int(counts.get(o, 0)) for o in ("pass", "fail", "inconclusive")},
+            "incentive": float(incentive.get(peer, 0.0)),
+        }
+    next_window = section.get("next_window")
+    return {
+        "audited_windows": next_window if isinstance(next_window, int) else 0,
+        "verdicts": dict(section.get("verdicts") or {}),
+        "miners": dict(sorted(miners.items())),
+    }
+
+
+def write_summary(path: Path, doc: Mapping[str, Any]) -> None:
+    """Writes the JSON atomically (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, path)

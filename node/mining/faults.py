@@ -1,0 +1,221 @@
+"""Cheating miners for tests and devnets: `miner.fault` (`tessera node --fault KIND`).
+
+Explicit flags only; the default (no fault) never reaches this module, so an honest miner runs
+`node.mining.compute` exactly as before. Each fault replaces the compute of a unit at the
+compute/send boundary (on the compute thread) and signs receipts for what it actually sends,
+since a receipt naming bytes it did not send would be refuted by its neighbour's receipt at once;
+it lies about the computation behind them:
+
+  lazy        zeros of the right shape instead of compute (the last stage: a made-up loss)
+  random      random tensors of the right shape
+  stale       computes, but never steps its optimizer (learning rate 0)
+  copycat     computes the first unit of each direction, then re-sends those outputs
+  nan         computes, then puts a NaN in everything it sends (its neighbour refuses it)
+  late        sleeps `LATE_S` before each unit, past its lease, then computes honestly
+  free-rider  forwards, never runs a backward pass nor sends a gradient
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import torch
+
+from node.mining import compute
+from node.mining.compute import BACKWARD, FORWARD, StepResult, UnitRecord
+from node.mining.state import BatchKey, StageHolding
+from p2p.envelope import digest
+from p2p.tensors import TensorPayload
+
+FAULTS = ("lazy", "random", "stale", "copycat", "nan", "late", "free-rider")
+LATE_S = 30.0
+
+
+def _record(direction: str, inputs: bytes, outputs: bytes, version: str) -> UnitRecord:
+    return UnitRecord(direction, inputs, outputs, digest(inputs), digest(outputs), version)
+
+
+def _ids(h: StageHolding, key: BatchKey) -> TensorPayload:
+    spec = h.spec
+    x, _ = h.dataset.batch(
+        spec.data_seed, key[0], key[1], batch_size=spec.batch_size, seq_len=spec.seq_len
+    )
+    return TensorPayload.from_torch(x)
+
+
+def _loss_bytes(value: float) -> bytes:
+    return torch.tensor([value], dtype=torch.float32).numpy().tobytes()
+
+
+class Behaviour:
+    """Honest compute; the faults override it."""
+
+    kind = ""
+
+    def forward(self, h: StageHolding, key: BatchKey, p: TensorPayload | None) -> StepResult:
+        return compute.forward(h, key, p)
+
+    def backward(self, h: StageHolding, key: BatchKey, p: TensorPayload) -> StepResult:
+        return compute.backward(h, key, p)
+
+
+class _Fabricator(Behaviour):
+    """Sends made-up tensors of the right shapes instead of computing."""
+
+    def make(self, like: torch.Tensor, direction: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, h: StageHolding, key: BatchKey, p: TensorPayload | None) -> StepResult:
+        x = p if p is not None else _ids(h, key)
+        version = h.engine.weights_digest()
+        act = torch.empty(h.act_shape)
+        if not h.is_last:
+            out = TensorPayload.from_torch(self.make(act, FORWARD))
+            return StepResult((_record(FORWARD, bytes(x.data), bytes(out.data), version),), out)
+        loss = _loss_bytes(float(self.make(torch.full((1,), 6.0), FORWARD)[0]))
+        grad = TensorPayload.from_torch(self.make(act, BACKWARD))
+        units = (
+            _record(FORWARD, bytes(x.data), loss, version),
+            _record(BACKWARD, loss, bytes(grad.data), version),
+        )
+        return StepResult(units, grad)
+
+    def backward(self, h: StageHolding, key: BatchKey, p: TensorPayload) -> StepResult:
+        version = h.engine.weights_digest()
+        if h.is_first:
+            return StepResult((_record(BACKWARD, bytes(p.data), b"", version),), None)
+        grad = TensorPayload.from_torch(self.make(torch.empty(h.act_shape), BACKWARD))
+        return StepResult((_record(BACKWARD, bytes(p.data), bytes(grad.data), version),), grad)
+
+
+class Lazy(_Fabricator):
+    kind = "lazy"
+
+    def make(self, like: torch.Tensor, direction: str) -> torch.Tensor:
+        return torch.zeros_like(like) if like.numel() > 1 else like
+
+
+class Random(_Fabricator):
+    kind = "random"
+
+    def __init__(self) -> None:
+        self.g = torch.Generator().manual_seed(7)
+
+    def make(self, like: torch.Tensor, direction: str) -> torch.Tensor:
+        if like.numel() == 1:
+            return like + torch.rand(1, generator=self.g)
+        scale = 1.0 if direction == FORWARD else 1e-3
+        return torch.randn(like.shape, generator=self.g) * scale
+
+
+class Stale(Behaviour):
+    kind = "stale"
+
+    def forward(self, h: StageHolding, key: BatchKey, p: TensorPayload | None) -> StepResult:
+        h.engine.config.lr = 0.0
+        return super().forward(h, key, p)
+
+    def backward(self, h: StageHolding, key: BatchKey, p: TensorPayload) -> StepResult:
+        h.engine.config.lr = 0.0
+        return super().backward(h, key, p)
+
+
+class Copycat(Behaviour):
+    kind = "copycat"
+
+    def __init__(self) -> None:
+        self.kept: dict[str, StepResult] = {}
+
+    def _run(
+        self, direction: str, h: StageHolding, x: bytes, run: Callable[[], StepResult]
+    ) -> StepResult:
+        kept = self.kept.get(direction)
+        if kept is None:
+            self.kept[direction] = kept = run()
+            return kept
+        version = h.engine.weights_digest()
+        units: list[UnitRecord] = []
+        for u in kept.units:  # the last stage's backward reads the loss it claimed
+            inputs = bytes(units[-1].outputs) if units else x
+            units.append(_record(u.direction, inputs, bytes(u.outputs), version))
+        return StepResult(tuple(units), kept.send)
+
+    def forward(self, h: StageHolding, key: BatchKey, p: TensorPayload | None) -> StepResult:
+        x = bytes((p if p is not None else _ids(h, key)).data)
+        return self._run(FORWARD, h, x, lambda: compute.forward(h, key, p))
+
+    def backward(self, h: StageHolding, key: BatchKey, p: TensorPayload) -> StepResult:
+        return self._run(BACKWARD, h, bytes(p.data), lambda: compute.backward(h, key, p))
+
+
+class NaN(Behaviour):
+    kind = "nan"
+
+    def _poison(self, result: StepResult) -> StepResult:
+        send = result.send
+        if send is not None:
+            t = send.to_torch().clone()
+            t.view(-1)[0] = math.nan
+            send = TensorPayload.from_torch(t)
+        units: list[UnitRecord] = []
+        for u in result.units:
+            out = bytes(u.outputs)
+            if out:
+                t = torch.frombuffer(bytearray(out), dtype=torch.float32).clone()
+                t[0] = math.nan
+                out = t.numpy().tobytes()
+            inputs = bytes(units[-1].outputs) if units else bytes(u.inputs)
+            units.append(_record(u.direction, inputs, out, u.weights_version))
+        return StepResult(tuple(units), send)
+
+    def forward(self, h: StageHolding, key: BatchKey, p: TensorPayload | None) -> StepResult:
+        return self._poison(super().forward(h, key, p))
+
+    def backward(self, h: StageHolding, key: BatchKey, p: TensorPayload) -> StepResult:
+        return self._poison(super().backward(h, key, p))
+
+
+class Late(Behaviour):
+    kind = "late"
+
+    def __init__(self, delay_s: float = LATE_S) -> None:
+        self.delay_s = delay_s
+
+    def forward(self, h: StageHolding, key: BatchKey, p: TensorPayload | None) -> StepResult:
+        time.sleep(self.delay_s)
+        return super().forward(h, key, p)
+
+    def backward(self, h: StageHolding, key: BatchKey, p: TensorPayload) -> StepResult:
+        time.sleep(self.delay_s)
+        return super().backward(h, key, p)
+
+
+class FreeRider(Behaviour):
+    kind = "free-rider"
+
+    def backward(self, h: StageHolding, key: BatchKey, p: TensorPayload) -> StepResult:
+        compute.forget(h, [key])
+        return StepResult((), None)
+
+
+_KINDS: dict[str, Callable[[], Behaviour]] = {
+    "lazy": Lazy,
+    "random": Random,
+    "stale": Stale,
+    "copycat": Copycat,
+    "nan": NaN,
+    "late": Late,
+    "free-rider": FreeRider,
+}
+
+
+def make(kind: str) -> Behaviour | None:
+    """The behaviour of `kind` ("" = honest: None, the pipeline calls compute directly)."""
+    if not kind:
+        return None
+    try:
+        return _KINDS[kind]()
+    except KeyError:
+        raise ValueError(f"unknown miner fault {kind!r} (faults: {', '.join(FAULTS)})") from None

@@ -1,0 +1,25 @@
+"""`tessera node --fault KIND` reaches `miner.fault`; unknown kinds are refused; honest is None."""
+
+import pytest
+
+from node.cli import build_parser, node_overrides
+from node.config import load_node_config
+from node.config_loader import ConfigError
+from node.mining import faults
+
+
+@pytest.mark.parametrize("kind", faults.FAULTS)
+def test_fault_flag_sets_miner_fault(kind: str) -> None:
+    args = build_parser().parse_args(["node", "--role", "miner", "--fault", kind])
+    config = load_node_config(None, node_overrides(args))
+    assert config.miner.fault == kind
+    behaviour = faults.make(kind)
+    assert behaviour is not None and behaviour.kind == kind
+
+
+def test_no_fault_is_honest_and_unknown_is_refused() -> None:
+    args = build_parser().parse_args(["node", "--role", "miner"])
+    assert load_node_config(None, node_overrides(args)).miner.fault == ""
+    assert faults.make("") is None
+    with pytest.raises(ConfigError, match="miner.fault"):
+        load_node_config(None, {"node.roles": ["miner"], "miner.fault": "sloppy"})
