@@ -46,7 +46,7 @@ def _node_parser(sub: Any) -> None:
         "--fault",
         metavar="KIND",
         help="test/devnet only: run the miner as a cheater of this kind (miner.fault): "
-        "lazy, random, stale, copycat, nan, late, free-rider",
+        "lazy, random, stale, copycat, nan, late, free-rider, bad-merge",
     )
     p.add_argument(
         "--set",

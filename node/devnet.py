@@ -39,7 +39,11 @@ def add_parser(sub: Any) -> None:
         "--home", type=Path, help="root for the nodes' homes (default: a fresh temp dir)"
     )
     p.add_argument("--stages", type=int, default=3, help="pipeline stages of the model")
-    p.add_argument("--miners", type=int, help="number of miner nodes (default: one per stage)")
+    p.add_argument(
+        "--miners",
+        type=int,
+        help="number of miner nodes (default: two per stage, merging at each window end)",
+    )
     p.add_argument("--validators", type=int, default=1, help="number of validator nodes")
     p.add_argument(
         "--connect-timeout",
@@ -211,7 +215,7 @@ def run_cli(args: argparse.Namespace) -> int:
     if unknown:
         print(f"devnet: unknown --faults {unknown} ({', '.join(FAULTS)})", file=sys.stderr)
         return 2
-    if len(args.faults) > (args.stages if args.miners is None else args.miners):
+    if len(args.faults) > (2 * args.stages if args.miners is None else args.miners):
         print("devnet: more --faults than miners", file=sys.stderr)
         return 2
     root: Path = args.home or Path(tempfile.mkdtemp(prefix="tessera-devnet-"))

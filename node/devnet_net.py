@@ -42,7 +42,7 @@ def toml_value(value: Any) -> str:
 class DevnetPlan:
     stages: int = 3
     miners: int | None = None
-    """Miner nodes; None = one per stage."""
+    """Miner nodes; None = two per stage (a stage's miners merge at each window end)."""
     validators: int = 1
     windows: int = 0
     """Windows to train; 0 = no run settings are passed (the nodes' defaults apply)."""
@@ -64,7 +64,7 @@ class DevnetPlan:
 
     @property
     def miner_count(self) -> int:
-        return self.stages if self.miners is None else self.miners
+        return 2 * self.stages if self.miners is None else self.miners
 
     def specs(self) -> list[NodeSpec]:
         out = [NodeSpec(name="orchestrator", role="orchestrator")]

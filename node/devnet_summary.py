@@ -1,10 +1,10 @@
 """The devnet run's JSON summary, built from the orchestrator's and the miners' `/status`.
 
 Shape: `{"model", "stages", "windows": [{"window", "loss", "tokens", "seconds", "tokens_per_s",
-"eval": {domain: {"loss", "perplexity"}}}], "tokens_per_s", "final_loss", "work_per_miner":
-{name: {"peer_id", "stage", "forward", "backward", "fault"}}, "perplexity": {domain: ppl},
-"audits": {validator: audit_summary(...)}}` plus `complete` (the orchestrator said the run is
-done), `wall_s` and the run's spec.
+"merged": {stage: members that merged}, "eval": {domain: {"loss", "perplexity"}}}],
+"tokens_per_s", "final_loss", "work_per_miner": {name: {"peer_id", "stage", "forward",
+"backward", "fault"}}, "perplexity": {domain: ppl}, "audits": {validator: audit_summary(...)}}`
+plus `complete` (the orchestrator said the run is done), `wall_s` and the run's spec.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-WINDOW_KEYS = ("window", "loss", "tokens", "seconds", "tokens_per_s")
+WINDOW_KEYS = ("window", "loss", "tokens", "seconds", "tokens_per_s", "merged")
 
 
 def window_rows(orch: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -22,8 +22,9 @@ from p2p.endpoint_checks import HeadChecker
 from p2p.envelope import Header, MalformedMessage, SeqCounter, decode_head, digest, open_frame, seal
 from p2p.identity import NodeKey
 from p2p.limits import LimitsConfig
-from p2p.messages import REPLIES, Hello, Message, Refusal, Welcome
+from p2p.messages import Hello, Message, Refusal, Welcome
 from p2p.refusals import Reason, RefusalLedger, Refused
+from p2p.registry import REPLIES
 from p2p.tensors import check_finite
 from p2p.transport import Frame, Transport, nbytes
 

@@ -351,6 +351,11 @@ class WindowInfo(Message):
     batches: dict[str, int] = field(default_factory=dict)
     """Route id → its batch (a batch re-issued after a lease expiry has several routes)."""
     work: dict[str, int] = field(default_factory=dict)
+    starts: dict[str, str] = field(default_factory=dict)
+    """Miner → the checkpoint it started the window from, where it differs per miner (its own
+    post-merge checkpoint of the previous window); others start from `start`."""
+    ends: dict[str, str] = field(default_factory=dict)
+    """Miner → its own window-end checkpoint (before the stage's merge)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -371,23 +376,3 @@ class VerdictReport(Message):
     rate_per_s = 10.0
     burst = 50
     verdicts: list[bytes]
-
-
-REQUESTS: tuple[type[Message], ...] = (
-    Hello,
-    Assign,
-    Heartbeat,
-    Work,
-    Activation,
-    Gradient,
-    WindowClose,
-    Receipt,
-    ReceiptBatch,
-    BlobRequest,
-    ReceiptQuery,
-    WindowInfoQuery,
-    VerdictReport,
-)
-REPLIES: dict[int, type[Message]] = {
-    c.type_id: c for c in (Ack, Refusal, Welcome, WeightsReport, BlobReply, ReceiptList, WindowInfo)
-}

@@ -36,6 +36,7 @@ class Reason(StrEnum):
     RATE_LIMITED = "rate_limited"
     OVER_CAPACITY = "over_capacity"
     NOT_FOUND = "not_found"
+    NOT_READY = "not_ready"
     NOT_ASSIGNED = "not_assigned"
     BAD_TICKET = "bad_ticket"
     UNKNOWN_BATCH = "unknown_batch"

@@ -162,7 +162,8 @@ class EvidenceFetcher:
             if isinstance(unit.inputs, bytes):
                 evidence.digests.append(unit.input_digest)
                 evidence.fetched_bytes += len(unit.inputs)
-        start, end = info.start.get(str(stage), ""), info.end.get(str(stage), "")
+        start = info.starts.get(miner) or info.start.get(str(stage), "")
+        end = info.ends.get(miner) or info.end.get(str(stage), "")
         if start:
             evidence.start = await self._blob(self._orch, start)
             if evidence.start is None:

@@ -13,6 +13,8 @@ it lies about the computation behind them:
   nan         computes, then puts a NaN in everything it sends (its neighbour refuses it)
   late        sleeps `LATE_S` before each unit, past its lease, then computes honestly
   free-rider  forwards, never runs a backward pass nor sends a gradient
+  bad-merge   computes honestly, but as an owner in its stage's merge serves a wrong reduction
+              (`node.merging`; the compute here is the honest one)
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from node.mining.state import BatchKey, StageHolding
 from p2p.envelope import digest
 from p2p.tensors import TensorPayload
 
-FAULTS = ("lazy", "random", "stale", "copycat", "nan", "late", "free-rider")
+FAULTS = ("lazy", "random", "stale", "copycat", "nan", "late", "free-rider", "bad-merge")
+MERGE_FAULTS = frozenset({"bad-merge"})
+"""Faults of the merge, not of the compute: `make` gives honest compute for them."""
 LATE_S = 30.0
 
 
@@ -213,7 +217,7 @@ _KINDS: dict[str, Callable[[], Behaviour]] = {
 
 def make(kind: str) -> Behaviour | None:
     """The behaviour of `kind` ("" = honest: None, the pipeline calls compute directly)."""
-    if not kind:
+    if not kind or kind in MERGE_FAULTS:
         return None
     try:
         return _KINDS[kind]()

@@ -27,7 +27,7 @@ from node.orchestration.routes import BatchRecord, Direction, HopOutcome, Lease,
 from node.orchestration.routing import Router, RoutingConfig
 from node.orchestration.window import Phase, RunState, WindowClock, WindowConfig
 from p2p.messages import Receipt
-from store import Store, WriteTxn
+from store import ReadTxn, Store, WriteTxn
 
 Clock = Callable[[], float]
 
@@ -58,6 +58,7 @@ class Orchestrator:
         self.clock = WindowClock(keys, config.window, n)
         self.latency = LatencyModel(keys, config.leases, n)
         self.router = Router(keys, config.routing, self.registry, self.clock, self.latency)
+        self.router.group_size = config.window.group_size
         self.ledger = ReceiptLedger(keys, config.ledger, self.registry, self.router, self.clock)
         with store.write() as txn:
             self.clock.ensure(txn, clock())
@@ -229,9 +230,10 @@ class Orchestrator:
         in_flight = len(self.router.open_routes(txn))
         if self.config.window.lockstep and in_flight:
             return []
+        limit = self.config.window.max_in_flight * self._parallel(txn)
         issued: list[Route] = []
         for batch in range(state.batches_total):
-            if in_flight >= self.config.window.max_in_flight:
+            if in_flight >= limit:
                 break
             if batch in used:
                 continue
@@ -241,6 +243,16 @@ class Orchestrator:
             issued.append(route)
             in_flight += 1
         return issued
+
+    def _parallel(self, txn: ReadTxn) -> int:
+        """Routes that can run side by side: with step groups (`window.group_size` > 1) one
+        group per miner of the stage with the fewest routable miners, else 1."""
+        if self.config.window.group_size <= 1:
+            return 1
+        counts = [
+            len(self.registry.routable(txn, s)) for s in range(self.registry.assignment.n_stages)
+        ]
+        return max(1, min(counts, default=1))
 
     def _now(self, now: float | None) -> float:
         return self._clock_fn() if now is None else now

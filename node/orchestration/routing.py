@@ -56,6 +56,8 @@ class Router:
         self._clock = clock
         self._latency = latency
         self._n = registry.assignment.n_stages
+        self.group_size = 1
+        """Batches per optimizer step of every miner (the run's `accumulate`)."""
 
     # queries ---------------------------------------------------------------------------------
 
@@ -182,7 +184,7 @@ class Router:
     # internals -------------------------------------------------------------------------------
 
     def _attempt(self, txn: WriteTxn, record: BatchRecord, now: float) -> Route | None:
-        miners = self._pick(txn)
+        miners = self._pick(txn, record)
         waiting_key = self._keys.waiting(record.window, record.batch)
         if miners is None:
             record.state = BatchState.WAITING
@@ -207,8 +209,13 @@ class Router:
         self._put_route(txn, route)
         return route
 
-    def _pick(self, txn: ReadTxn) -> list[str] | None:
-        """Per stage the active miner with the fewest unfinished hops (then capacity, id)."""
+    def _pick(self, txn: ReadTxn, record: BatchRecord) -> list[str] | None:
+        """Per stage the active miner with the fewest unfinished hops (then capacity, id).
+
+        Batches of one optimizer-step group (`group_size` consecutive batches) keep the miners
+        an earlier batch of the group was routed through while those are routable, so each
+        miner's optimizer steps cover whole groups, as one-process training's do."""
+        group = self._group_miners(txn, record)
         loads: Counter[str] = Counter(
             h.miner for r in self.open_routes(txn) for h in r.hops if not h.finished
         )
@@ -217,9 +224,25 @@ class Router:
             candidates = self._registry.routable(txn, stage)
             if not candidates:
                 return None
+            ids = {m.peer_id for m in candidates}
+            if group is not None and group[stage] in ids:
+                picked.append(group[stage])
+                continue
             best = min(candidates, key=lambda m: (loads[m.peer_id], -m.capacity, m.peer_id))
             picked.append(best.peer_id)
         return picked
+
+    def _group_miners(self, txn: ReadTxn, record: BatchRecord) -> list[str] | None:
+        size = self.group_size
+        if size <= 1:
+            return None
+        first = record.batch - record.batch % size
+        for batch in range(first, first + size):
+            other = self.batch(txn, record.window, batch) if batch != record.batch else None
+            route = self.route(txn, other.routes[-1]) if other and other.routes else None
+            if route is not None:
+                return [h.miner for h in route.hops]
+        return None
 
     def _finish_forward(
         self, txn: WriteTxn, route: Route, stage: int, now: float, *, implied: bool

@@ -31,10 +31,16 @@ class WindowConfig:
     max_in_flight: int = 4
     lockstep: bool = False
     """Start batches in groups of `max_in_flight`, each group once the previous one finished."""
+    group_size: int = 1
+    """Batches per optimizer step: each group of this many consecutive batches goes through the
+    same miners, and with several miners per stage one group per miner runs side by side
+    (`max_in_flight` then counts per group)."""
 
     def __post_init__(self) -> None:
         if self.batches_per_window < 1:
             raise ValueError(f"batches_per_window must be >= 1, got {self.batches_per_window}")
+        if self.group_size < 1:
+            raise ValueError(f"group_size must be >= 1, got {self.group_size}")
         if self.max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {self.max_in_flight}")
 

@@ -19,6 +19,7 @@ from node.mining import faults
 from node.mining.assignment import Assigner
 from node.mining.closing import WindowCloser
 from node.mining.handlers import Handlers
+from node.mining.merge_handler import MergeHandler
 from node.mining.pipeline import Pipeline, PipelineLimits
 from node.mining.receipts import ReceiptSender
 from node.mining.retention import Retention
@@ -158,6 +159,15 @@ class MinerComponent(RoleComponent[MinerConfig]):
             checkpoint_retention_s=cfg.checkpoint_retention_s,
             flush=self._flush_evidence,
         )
+        self.merges = MergeHandler(
+            state,
+            ctx.endpoint,
+            self.worker,
+            blobs,
+            scratch=scratch,
+            checkpoint_retention_s=cfg.checkpoint_retention_s,
+            corrupt=cfg.fault == "bad-merge",
+        )
         self._export_metrics()
 
     async def _flush_evidence(self) -> None:
@@ -204,6 +214,12 @@ class MinerComponent(RoleComponent[MinerConfig]):
             lambda: self.state.counters,
         )
         metrics.watch_gauges("tessera_miner", "Miner state and time spent", "field", self._gauges)
+        metrics.watch_counters(
+            "tessera_merge_events",
+            "Stage merges: merges, disputes, fetches, bytes",
+            "event",
+            lambda: self.merges.counters + self.merges.book.counters,
+        )
 
     def status(self) -> dict[str, Any]:
         state, holding = self.state, self.state.holding

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from node.daemon_thread import in_daemon_thread
+from node.merging.disputes import DisputeLog
 from node.orchestration import (
     AssignmentConfig,
     OrchestrationConfig,
@@ -31,6 +32,7 @@ from node.run_control.closer import WindowCloser
 from node.run_control.evaluator import evaluate_checkpoints
 from node.run_control.history import RunHistory
 from node.run_control.membership import Membership
+from node.run_control.merger import StageMerger
 from node.run_control.progress import run_progress, total_work, window_summary
 from node.run_control.work import ReceiptIntake, WorkDispatcher
 from p2p.messages import ReceiptBatch
@@ -67,19 +69,25 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
             batches_per_window=self.spec.batches_per_window,
         )
         self.audits.register(ctx.endpoint)
+        self.merger = StageMerger(ctx.endpoint, self.blobs, config.merge)
+        self.disputes = DisputeLog(ctx.store, ctx.run_id)
+        self.disputes.register(ctx.endpoint)
         self._export_metrics()
 
     def _core_config(self) -> OrchestrationConfig:
         spec, cfg = self.spec, self.config
         return OrchestrationConfig(
             run_id=self.ctx.run_id,
-            assignment=AssignmentConfig(n_stages=spec.n_stages),
+            assignment=AssignmentConfig(
+                n_stages=spec.n_stages, max_miners_per_stage=cfg.max_miners_per_stage or None
+            ),
             registry=cfg.registry,
             leases=cfg.leases,
             window=WindowConfig(
                 batches_per_window=spec.batches_per_window,
                 max_in_flight=cfg.in_flight,
                 lockstep=cfg.lockstep,
+                group_size=spec.accumulate if cfg.lockstep else 1,
             ),
         )
 
@@ -112,6 +120,7 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
             self.blobs,
             tokens_per_batch=self.spec.tokens_per_batch,
             timeout_s=self.config.close_timeout_s,
+            merger=self.merger,
         )
         log.info("run %s: %s", self.ctx.run_id, record)
         try:
@@ -223,6 +232,12 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
             "outcome",
             lambda: self.dispatcher.counters,
         )
+        metrics.watch_counters(
+            "tessera_stage_merges",
+            "Stage merges: merges, members failed or disagreeing, disputes reported",
+            "event",
+            lambda: self.merger.counters + self.disputes.counters,
+        )
 
     def status(self) -> dict[str, Any]:
         doc = self.core.status()
@@ -249,5 +264,9 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
             work=total_work(raw, self.core.work_counts(state.window)),
             membership=dict(self._membership.counters) if self._membership else {},
             audits=dict(self.audits.counters),
+            merges={**self.merger.counters, **self.disputes.counters},
+            merge_versions={
+                w["window"]: w.get("versions", {}) for w in raw[-3:] if w.get("versions")
+            },
         )
         return doc

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from node.orchestration import LeaseConfig, RegistryConfig
+from node.run_control.merger import MergeConfig
 from training.run_spec import RunSpec
 
 
@@ -29,12 +30,19 @@ class OrchestratorConfig:
     threads: int = 1
     """torch threads for the evaluation (0: torch's default)."""
     """Held-out batches per domain evaluated at each window end (0: no evaluation)."""
+    max_miners_per_stage: int = 0
+    """Miners routed per stage (0: no limit); the rest stand by. The miners of a stage merge
+    their weights at each window end (`[orchestrator.merge]`)."""
     leases: LeaseConfig = field(default_factory=LeaseConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    merge: MergeConfig = field(default_factory=MergeConfig)
 
     def __post_init__(self) -> None:
-        if self.windows < 0 or self.max_in_flight < 0 or self.eval_batches < 0:
-            raise ValueError("orchestrator.windows, max_in_flight and eval_batches must be >= 0")
+        if min(self.windows, self.max_in_flight, self.eval_batches, self.max_miners_per_stage) < 0:
+            raise ValueError(
+                "orchestrator.windows, max_in_flight, eval_batches and max_miners_per_stage "
+                "must be >= 0"
+            )
         if not (self.tick_s > 0 and self.assign_timeout_s > 0 and self.close_timeout_s > 0):
             raise ValueError("orchestrator.tick_s and timeouts must be > 0")
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from node.auditing.auditor import Auditor, AuditSettings, run_audits
 from node.auditing.records import AuditRecords
+from node.merging.disputes import DisputeLog
 from node.roles.base import RoleComponent, RoleContext
 from node.service import sleep_forever
 from verification.scores import Decay, book, incentives, scores
@@ -78,6 +79,8 @@ class ValidatorComponent(RoleComponent[ValidatorConfig]):
             ),
         )
         self.decay = Decay(t_decay=config.t_decay)
+        self.disputes = DisputeLog(ctx.store, ctx.run_id)
+        self.disputes.register(ctx.endpoint)
         metrics = ctx.metrics
         metrics.watch_counters(
             "tessera_audits",
@@ -132,6 +135,10 @@ class ValidatorComponent(RoleComponent[ValidatorConfig]):
             "verdicts": {o: self.auditor.counters[o] for o in ("pass", "fail", "inconclusive")},
             "events": dict(self.auditor.counters),
             "audited": audited,
+            "merge_disputes": {
+                "total": self.disputes.counters["disputes"],
+                **{"accused": self.disputes.accused()},
+            },
             "latest": [
                 {
                     "miner": v.miner,

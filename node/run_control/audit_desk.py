@@ -112,6 +112,8 @@ class AuditDesk:
                     routes[route_id] = list(route.miners)
                     batches[route_id] = batch
         work = {m: int(c.get("backward", 0)) for m, c in self._orch.work_counts(w).items()}
+        starts = {str(p): str(v[1]) for p, v in previous.get("members", {}).items()}
+        ends = {str(p): str(d) for p, d in record.get("premerge", {}).items()}
         return WindowInfo(
             window=w,
             current=current,
@@ -122,6 +124,8 @@ class AuditDesk:
             routes=routes,
             batches=batches,
             work=work,
+            starts=starts,
+            ends=ends,
         )
 
     async def on_verdicts(self, msg: VerdictReport, peer: PeerSession) -> Message:

@@ -1,8 +1,13 @@
-"""Closing a window: collect each stage's checkpoint, record the window, open the next one.
+"""Closing a window: collect every miner's checkpoint, merge each stage, record the window.
 
-Every stage's miner answers `WindowClose` with the digest of its checkpoint; the orchestrator
-fetches and keeps those blobs (a miner that joins later loads its stage from them, and the
-evaluation reads them). A stage whose miner does not answer keeps its previous checkpoint.
+Every active miner answers `WindowClose` with the digest of its checkpoint; the orchestrator
+fetches and keeps those blobs. A stage with two or more reporting miners then merges
+(`node.run_control.merger`): its members continue from their post-merge checkpoints. The window
+record keeps, per stage, the checkpoint the next window starts from (`weights`: a miner that
+joins later loads its stage from it, the evaluation reads it) and the merged version
+(`versions`), and per miner its window-end checkpoint (`premerge`: what auditors compare their
+replay with) and the checkpoint it starts the next window from (`members`). A stage whose miners
+all fail to answer keeps its previous checkpoint.
 """
 
 from __future__ import annotations
@@ -11,14 +16,17 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from typing import Any
 
 from node.blob_server import fetch_blob
 from node.orchestration import MinerState, Orchestrator, RunState
 from node.run_control.history import Assignment, RunHistory
+from node.run_control.merger import StageMerger
 from p2p.endpoint import Endpoint
 from p2p.errors import P2PError
 from p2p.messages import WeightsReport, WindowClose
 from store import BlobStore
+from verification.checkpoints import checkpoint_digest
 
 log = logging.getLogger(__name__)
 KEEP_CHECKPOINT_S = 30 * 24 * 3600.0
@@ -34,6 +42,7 @@ class WindowCloser:
         *,
         tokens_per_batch: int,
         timeout_s: float,
+        merger: StageMerger | None = None,
     ) -> None:
         self._orch = orchestrator
         self._endpoint = endpoint
@@ -41,36 +50,82 @@ class WindowCloser:
         self._blobs = blobs
         self._tokens_per_batch = tokens_per_batch
         self._timeout = timeout_s
+        self._merger = merger
         self.counters: Counter[str] = Counter()
 
     async def close(self, state: RunState) -> RunState:
-        """Collects checkpoints of `state.window` (in merge), records it, starts the next."""
-        holders = {
-            m.stage: m.peer_id
+        """Collects `state.window`'s checkpoints (in merge), merges, records it, opens the next."""
+        window = state.window
+        holders = sorted(
+            (m.stage, m.peer_id)
             for m in self._orch.miners()
             if m.state is MinerState.ACTIVE and m.stage is not None
-        }
-        weights = {str(s): d for s, d in self._history.latest_weights().items()}
-        reports = await asyncio.gather(
-            *(self._collect(state.window, stage, peer) for stage, peer in holders.items())
         )
+        start = {str(s): d for s, d in self._history.latest_weights().items()}
+        weights = dict(start)
+        reports = await asyncio.gather(
+            *(self._collect(window, stage, peer) for stage, peer in holders)
+        )
+        by_stage: dict[int, list[tuple[str, str]]] = {}
+        premerge: dict[str, str] = {}
         for stage, peer, digest in reports:
             if digest:
-                weights[str(stage)] = digest
-                self._history.set_assignment(peer, Assignment(stage, digest))
+                by_stage.setdefault(stage, []).append((peer, digest))
+                premerge[peer] = digest
             else:  # re-assigned: the miner rebuilds from the checkpoint recorded for its stage
                 self._history.set_assignment(peer, None)
+        work = self._orch.work_counts(window)
+        merges = await asyncio.gather(
+            *(
+                self._merge(window, stage, reported, work, start.get(str(stage), ""))
+                for stage, reported in sorted(by_stage.items())
+            )
+        )
+        members: dict[str, list[Any]] = {}
+        versions: dict[str, str] = {}
+        for stage, kept, version in merges:
+            for peer, digest in kept.items():
+                members[peer] = [stage, digest]
+                self._history.set_assignment(peer, Assignment(stage, digest))
+            if kept:
+                weights[str(stage)] = kept[min(kept)]
+                versions[str(stage)] = version
+        for peer in set(premerge) - set(members):
+            self._history.set_assignment(peer, None)
         merge_at = state.merge_started_at or time.time()
         self._history.close_window(
-            state.window,
+            window,
             tokens=state.completed * self._tokens_per_batch,
             seconds=max(merge_at - state.window_started_at, 1e-9),
             completed=state.completed,
             dropped=state.dropped,
             weights=weights,
-            work=self._orch.work_counts(state.window),
+            versions=versions,
+            premerge=premerge,
+            members=members,
+            work=work,
         )
         return self._orch.finish_merge()
+
+    async def _merge(
+        self,
+        window: int,
+        stage: int,
+        reported: list[tuple[str, str]],
+        work: dict[str, dict[str, int]],
+        start: str,
+    ) -> tuple[int, dict[str, str], str]:
+        """(stage, member -> checkpoint it goes on from, merged version) for one stage."""
+        if len(reported) < 2 or self._merger is None:
+            peer, digest = reported[0]
+            for other, _ in reported[1:]:  # no merge: only the first miner's weights go on
+                self._history.set_assignment(other, None)
+            data = self._blobs.get(digest)
+            version = "" if data is None else await asyncio.to_thread(checkpoint_digest, data)
+            return stage, {peer: digest}, version
+        members = {p: float(work.get(p, {}).get("backward", 0)) for p, _ in reported}
+        result = await self._merger.merge(window, stage, members, start)
+        return stage, result.members, result.version
 
     async def _collect(self, window: int, stage: int, peer: str) -> tuple[int, str, str]:
         try:

@@ -84,6 +84,12 @@ class RunHistory:
                 weights[int(stage)] = digest
         return weights
 
+    def latest_members(self) -> dict[str, tuple[int, str]]:
+        """Per miner of the newest closed window: (stage, checkpoint it goes on from)."""
+        windows = [r for r in self.windows() if r.get("closed")]
+        members = windows[-1].get("members", {}) if windows else {}
+        return {p: (int(v[0]), str(v[1])) for p, v in members.items()}
+
     # assignments -----------------------------------------------------------------------------
 
     def assignment(self, peer_id: str) -> Assignment | None:

@@ -70,14 +70,18 @@ class Membership:
                 self.counters["gone"] += 1
 
     def desired(self) -> dict[str, Assignment]:
-        """What each live miner should hold: its stage and that stage's newest checkpoint."""
+        """What each live miner should hold: its stage and the checkpoint it goes on from (its own
+        post-merge checkpoint of the last window when it merged, else the stage's newest)."""
         weights = self._history.latest_weights()
+        merged = self._history.latest_members()
         out = {}
         for miner in self._orch.miners():
             if miner.state is MinerState.GONE:
                 continue
             stage = STANDBY if miner.stage is None else miner.stage
-            out[miner.peer_id] = Assignment(stage, weights.get(stage, ""))
+            own = merged.get(miner.peer_id)
+            digest = own[1] if own is not None and own[0] == stage else weights.get(stage, "")
+            out[miner.peer_id] = Assignment(stage, digest)
         return out
 
     def ready(self) -> bool:

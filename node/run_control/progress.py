@@ -23,6 +23,11 @@ def window_summary(record: dict[str, Any]) -> dict[str, Any]:
         "dropped": record.get("dropped", 0),
         "eval": record.get("eval", {}),
         "weights": record.get("weights", {}),
+        "versions": record.get("versions", {}),
+        "merged": {
+            str(stage): sum(1 for s, _ in record.get("members", {}).values() if s == int(stage))
+            for stage in record.get("versions", {})
+        },
     }
 
 

@@ -51,7 +51,9 @@ def tiny_run_args() -> list[str]:
     return args
 
 
-def tiny_plan(data_cache: Path, *, windows: int, miners: int | None = None) -> DevnetPlan:
+def tiny_plan(
+    data_cache: Path, *, windows: int, miners: int | None = None, sets: list[str] | None = None
+) -> DevnetPlan:
     return DevnetPlan(
         stages=3,
         miners=miners,
@@ -59,7 +61,7 @@ def tiny_plan(data_cache: Path, *, windows: int, miners: int | None = None) -> D
         windows=windows,
         run=dict(TINY_RUN),
         data_cache=data_cache,
-        sets=list(FAST_FAILOVER),
+        sets=[*FAST_FAILOVER, *(sets or [])],
     )
 
 

@@ -43,12 +43,24 @@ def test_devnet_trains_two_windows_with_falling_loss(tmp_path: Path, data_cache:
     assert summary["final_loss"] == windows[-1]["loss"]
     assert summary["tokens_per_s"] > 0
     assert summary["perplexity"] and all(p > 1 for p in summary["perplexity"].values())
+    # Two miners per stage by default: every batch went through one miner of each stage, and
+    # each stage's two miners merged at every window end.
     work = summary["work_per_miner"]
-    assert sorted(work) == ["miner0", "miner1", "miner2"]
-    assert sorted(w["stage"] for w in work.values()) == [0, 1, 2], work
-    for w in work.values():  # one miner per stage: every batch went through each of them
-        assert w["forward"] >= 16 and w["backward"] >= 16, work  # (more if a lease lapsed)
-    for name in ("orchestrator", "validator0", "miner0", "miner1", "miner2"):
+    assert sorted(work) == [f"miner{i}" for i in range(6)]
+    assert sorted(w["stage"] for w in work.values()) == [0, 0, 1, 1, 2, 2], work
+    for stage in range(3):
+        rows = [w for w in work.values() if w["stage"] == stage]
+        assert sum(w["backward"] for w in rows) >= 16, work  # 8 batches x 2 windows
+        assert all(w["backward"] > 0 for w in rows), work
+    assert all(w["merged"] == {"0": 2, "1": 2, "2": 2} for w in windows), windows
+    # The validator audited the merged miners from their own post-merge checkpoints.
+    audits = summary["audits"]["validator0"]
+    assert audits["audited_windows"] == 2, audits
+    assert audits["verdicts"].get("fail", 0) == 0 and audits["verdicts"]["pass"] >= 1, audits
+    for i in range(6):
+        log = (tmp_path / "net" / f"miner{i}" / "node.log").read_text()
+        assert "stopped cleanly (SIGTERM)" in log, log[-2000:]
+    for name in ("orchestrator", "validator0"):
         log = (tmp_path / "net" / name / "node.log").read_text()
         assert "stopped cleanly (SIGTERM)" in log, log[-2000:]
 
@@ -64,6 +76,8 @@ def test_devnet_with_faults_zeroes_the_cheaters(tmp_path: Path, data_cache: Path
         "--windows",
         "2",
         *tiny_run_args(),
+        "--miners",
+        "3",
         "--faults",
         "lazy,copycat",
         "--data-cache",

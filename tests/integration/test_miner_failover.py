@@ -29,7 +29,10 @@ def mid_window(section: dict[str, Any]) -> bool:
 
 
 async def test_killed_miner_is_replaced_by_standby(tmp_path: Path, data_cache: Path) -> None:
-    plan = tiny_plan(data_cache, windows=WINDOWS, miners=4)  # 3 stages + 1 standby
+    # 3 stages + 1 standby: one miner per stage, so the fourth waits to take over.
+    plan = tiny_plan(
+        data_cache, windows=WINDOWS, miners=4, sets=["orchestrator.max_miners_per_stage=1"]
+    )
     async with running(tmp_path, plan) as net:
         section = await wait_for(
             net,

@@ -12,7 +12,7 @@ WINDOWS = 3
 
 
 async def test_orchestrator_resumes_run_after_kill(tmp_path: Path, data_cache: Path) -> None:
-    plan = tiny_plan(data_cache, windows=WINDOWS)
+    plan = tiny_plan(data_cache, windows=WINDOWS, miners=3)
     async with running(tmp_path, plan) as net:
         before = await wait_for(
             net,

@@ -88,7 +88,7 @@ def test_plan_nodes_and_sets(tmp_path: Path) -> None:
     assert not any(s.startswith("validator.miners_per_window") for s in sets)
     assert sets[-1] == "orchestrator.leases.min_s=1.0"  # the user's own come last and win
     assert [s.fault for s in plan.specs()] == ["", "", "", "", ""]
-    cheats = DevnetPlan(stages=3, windows=2, faults=["lazy", "copycat"])
+    cheats = DevnetPlan(stages=3, miners=3, windows=2, faults=["lazy", "copycat"])
     assert [(s.name, s.fault) for s in cheats.specs() if s.role == "miner"] == [
         ("miner0", "lazy"),
         ("miner1", "copycat"),
@@ -96,8 +96,8 @@ def test_plan_nodes_and_sets(tmp_path: Path) -> None:
     ]
     assert "validator.miners_per_window=3" in cheats.node_sets(tmp_path)  # every miner audited
     with pytest.raises(ValueError, match="2 faults for 1 miners"):
-        DevnetPlan(stages=1, faults=["lazy", "nan"])
-    assert DevnetPlan(stages=3).miner_count == 3
+        DevnetPlan(stages=1, miners=1, faults=["lazy", "nan"])
+    assert DevnetPlan(stages=3).miner_count == 6  # two per stage by default
     assert DevnetPlan(sets=["a.b=1"]).node_sets(tmp_path) == ["a.b=1"]  # connect-only: no run
 
 
@@ -127,6 +127,7 @@ def orchestrator_section(**over: Any) -> dict[str, Any]:
                 "tokens_per_s": 512.0,
                 "eval": {"code": {"loss": 5.5, "perplexity": 244.7}},
                 "weights": {"0": "ab", "1": "cd"},
+                "merged": {"0": 2},
             }
         ],
         "work": {"peerA": {"forward": 12, "backward": 12}},
@@ -177,6 +178,7 @@ def test_summary_from_status(tmp_path: Path) -> None:
             "tokens": 2048,
             "seconds": 4.0,
             "tokens_per_s": 512.0,
+            "merged": {"0": 2},
             "eval": {"code": {"loss": 5.5, "perplexity": 244.7}},
         }
     ]
@@ -200,7 +202,15 @@ def test_devnet_rejects_unknown_or_too_many_faults(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "unknown --faults ['x']" in result.stderr
     result = run_tessera(
-        "devnet", "--home", str(tmp_path), "--stages", "1", "--windows", "1", "--faults", "lazy,nan"
+        "devnet",
+        "--home",
+        str(tmp_path),
+        "--stages",
+        "1",
+        "--windows",
+        "1",
+        "--faults",
+        "lazy,nan,stale",
     )
     assert result.returncode == 2
     assert "more --faults than miners" in result.stderr

@@ -30,6 +30,7 @@ def make_config(
     leases: LeaseConfig = LEASES,
     run_id: str = "run-a",
     lockstep: bool = False,
+    group_size: int = 1,
 ) -> OrchestrationConfig:
     return OrchestrationConfig(
         run_id=run_id,
@@ -37,7 +38,12 @@ def make_config(
         registry=RegistryConfig(suspect_after_s=30.0, gone_after_s=120.0, max_misses=max_misses),
         leases=leases,
         routing=RoutingConfig(max_attempts=max_attempts),
-        window=WindowConfig(batches_per_window=batches, max_in_flight=in_flight, lockstep=lockstep),
+        window=WindowConfig(
+            batches_per_window=batches,
+            max_in_flight=in_flight,
+            lockstep=lockstep,
+            group_size=group_size,
+        ),
     )
 
 

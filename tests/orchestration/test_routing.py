@@ -39,6 +39,28 @@ def test_issue_picks_least_loaded_miner_per_stage(store: Store) -> None:
     assert r1.route_id == "0.0.1" and r1.attempt == 1 and r1.replaces is None
 
 
+def test_step_groups_keep_their_miners_and_run_one_per_miner_side_by_side(store: Store) -> None:
+    """Lockstep with groups of 2 batches (accumulate 2) and two miners per stage: each group
+    stays on one miner per stage, and two groups (4 batches) are in flight at once."""
+    config = make_config(n_stages=2, per_stage=2, batches=8, in_flight=2, lockstep=True,
+                         group_size=2)  # fmt: skip
+    orch = Orchestrator(store, config, FakeClock())
+    for peer in ("a", "b", "c", "d"):
+        orch.register_miner(peer, "hk", 1.0)
+    first = orch.tick(now=T0)
+    assert [r.batch for r in first] == [0, 1, 2, 3]  # 2 per group x 2 miners per stage
+    by_batch = {r.batch: r.miners for r in first}
+    assert by_batch[0] == by_batch[1] and by_batch[2] == by_batch[3]
+    assert set(by_batch[0]).isdisjoint(by_batch[2])  # the two groups use different miners
+    for r in first:
+        run_route(orch, r.route_id, 2, T0, 1.0)
+    second = orch.tick(now=T0 + 5)
+    assert [r.batch for r in second] == [4, 5, 6, 7]
+    assert {r.miners for r in second} == {by_batch[0], by_batch[2]}
+    with pytest.raises(ValueError):
+        make_config(group_size=0)
+
+
 def test_issue_route_refuses_what_the_window_does_not_hold(store: Store) -> None:
     orch = Orchestrator(store, make_config(batches=2), FakeClock())
     orch.register_miner("a", "hk", 1.0)

@@ -1,0 +1,178 @@
+"""One member's side of a stage merge: reduce the partitions it owns, collect every partition
+from both its owners, check the replicas, take over what is missing, assemble the result.
+
+Time is split from the merge's deadline D: owners gather contributions until 0.4·D (a member
+that has not answered by then is left out of the average), members wait for owners' replicas
+until 0.6·D, and the rest is for taking over. A partition is settled by
+- both replicas equal: taken;
+- replicas that differ, or one missing: this member recomputes the partition from the members'
+  contributions itself (the partition is reassigned to it), takes its own result, and reports a
+  `MergeDispute` naming every delivered replica that differs from it (signed, with digests);
+- no replica at all: recomputed here alike.
+All reductions are deterministic, so honest owners' replicas are byte-identical.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from node.merging.exchange import fetch_part
+from node.merging.session import CONTRIBUTION, DIGEST, REDUCED, MergeSession, Served
+from p2p.endpoint import Endpoint
+from p2p.merge_messages import MergeDispute
+from training.merge.plan import Partition
+from training.merge.quantize import decode, encode
+from training.merge.reduce import reduce
+
+log = logging.getLogger(__name__)
+GATHER, REPLICAS = 0.4, 0.6
+"""Fractions of the deadline for the owners' gather and the members' wait for replicas."""
+
+Report = Callable[[MergeDispute], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class MergeResult:
+    values: torch.Tensor
+    """The reduced vector (the weighted average of the members' parameters, before any outer
+    step)."""
+    contributors: list[str]
+    disputes: list[MergeDispute] = field(default_factory=list)
+    reassigned: int = 0
+
+
+class MergeRunner:
+    def __init__(
+        self, endpoint: Endpoint, session: MergeSession, *, deadline_s: float, report: Report
+    ) -> None:
+        self._ep = endpoint
+        self.s = session
+        self._deadline_s = deadline_s
+        self._report = report
+        self._t0 = 0.0
+
+    def _at(self, fraction: float) -> float:
+        return self._t0 + fraction * self._deadline_s
+
+    async def run(self) -> MergeResult:
+        self._t0 = asyncio.get_running_loop().time()
+        plan = self.s.plan
+        owning = [asyncio.create_task(self._own(p)) for p in plan.owned_by(self.s.me)]
+        try:
+            settled = await asyncio.gather(*(self._settle(p) for p in plan.partitions))
+        finally:
+            for task in owning:
+                task.cancel()
+            await asyncio.gather(*owning, return_exceptions=True)
+        values = torch.cat([self._values(p, served) for p, (served, _) in zip(
+            plan.partitions, settled, strict=True)])  # fmt: skip
+        contributors = sorted(set.intersection(*(set(s.contributors) for s, _ in settled)))
+        result = MergeResult(values, contributors)
+        for _, (reassigned, dispute) in zip(plan.partitions, (x[1] for x in settled), strict=True):
+            result.reassigned += reassigned
+            if dispute is not None:
+                result.disputes.append(dispute)
+        return result
+
+    # owning -------------------------------------------------------------------------------
+
+    async def _own(self, p: Partition) -> None:
+        served = await self._reduce(p, until=self._at(GATHER))
+        if served is None:
+            log.warning("merge partition %s: no contribution arrived", p.index)
+            return
+        if self.s.corrupt:
+            wrong = decode(self.s.fmt, served.data, p.numel) * 1.5 + 1e-3
+            served = Served(encode(self.s.fmt, wrong), served.contributors)
+        self.s.set_reduced(p.index, served)
+
+    async def _reduce(self, p: Partition, *, until: float) -> Served | None:
+        """Gather every weighted member's contribution to `p` and reduce them."""
+        s = self.s
+        members = [m for m in s.plan.members if s.weights.get(m, 0.0) > 0]
+
+        async def one(member: str) -> Served | None:
+            if member == s.me:
+                return s.contributions[p.index]
+            return await fetch_part(self._ep, s, member, p.index, CONTRIBUTION, until=until)
+
+        got = await asyncio.gather(*(one(m) for m in members))
+        delivered = [(m, c) for m, c in zip(members, got, strict=True) if c is not None]
+        if not delivered:
+            return None
+        dropped = len(members) - len(delivered)
+        s.counters["contributions_missing"] += dropped
+        tensors = [decode(s.fmt, c.data, p.numel) for _, c in delivered]
+        weights = [s.weights[m] for m, _ in delivered]
+        reduced = await asyncio.to_thread(reduce, tensors, weights, s.how)
+        return Served(encode(s.fmt, reduced), sorted(m for m, _ in delivered))
+
+    # settling -----------------------------------------------------------------------------
+
+    async def _replica(self, p: Partition, owner: str, *, full: bool) -> Served | None:
+        until = self._at(REPLICAS)
+        if owner == self.s.me:
+            event = self.s.ready[p.index]
+            try:
+                left = until - asyncio.get_running_loop().time()
+                await asyncio.wait_for(event.wait(), max(left, 0.0))
+            except TimeoutError:
+                return None
+            return self.s.reduced.get(p.index)
+        kind = REDUCED if full else DIGEST
+        return await fetch_part(self._ep, self.s, owner, p.index, kind, until=until)
+
+    def _full_from(self, p: Partition) -> str:
+        """The owner this member takes `p`'s bytes from (itself when it owns `p`); the other
+        owner only sends its digest. Members alternate, so owners serve alike."""
+        owners = p.owners
+        if self.s.me in owners:
+            return self.s.me
+        index = self.s.plan.members.index(self.s.me)
+        return owners[(index + p.index) % len(owners)]
+
+    async def _settle(self, p: Partition) -> tuple[Served, tuple[int, MergeDispute | None]]:
+        owners = p.owners
+        source = self._full_from(p)
+        replicas = await asyncio.gather(*(self._replica(p, o, full=o == source) for o in owners))
+        present = [(o, r) for o, r in zip(owners, replicas, strict=True) if r is not None]
+        kinds = {(r.digest, tuple(r.contributors)) for _, r in present}
+        full = next((r for o, r in present if o == source), None)
+        if len(owners) == len(present) and len(kinds) == 1 and full is not None:
+            return full, (0, None)
+        mine = None
+        if self.s.me in owners and self.s.reduced.get(p.index) is not None and not self.s.corrupt:
+            mine = self.s.reduced[p.index]
+        else:
+            self.s.counters["partitions_taken_over"] += 1
+            mine = await self._reduce(p, until=self._at(1.0))
+        if mine is None:
+            raise TimeoutError(f"partition {p.index}: no contribution reachable")
+        wrong = [o for o, r in present if r.digest != mine.digest]
+        dispute = None
+        if wrong:
+            self.s.counters["disputes"] += 1
+            dispute = MergeDispute(
+                window=self.s.plan.window,
+                stage=self.s.plan.stage,
+                part=p.index,
+                owners=[o for o, _ in present],
+                digests=[r.digest for _, r in present],
+                recomputed=mine.digest,
+                wrong=wrong,
+            )
+            log.warning("merge partition %s: owners %s served a wrong reduction", p.index, wrong)
+            await self._report(dispute)
+        return mine, (int(self.s.me not in owners or len(present) < len(owners)), dispute)
+
+    def _values(self, p: Partition, served: Served) -> torch.Tensor:
+        values = decode(self.s.fmt, served.data, p.numel)
+        if self.s.fmt == "fp32":
+            return values
+        assert self.s.start is not None
+        return self.s.start[p.start : p.end] + values

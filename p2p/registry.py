@@ -1,0 +1,61 @@
+"""Every message type the endpoint knows: requests (with a protocol id) and replies by type id."""
+
+from __future__ import annotations
+
+from p2p.merge_messages import MergeChunk, MergeDispute, MergeFetch, MergeReport, MergeStart
+from p2p.messages import (
+    Ack,
+    Activation,
+    Assign,
+    BlobReply,
+    BlobRequest,
+    Gradient,
+    Heartbeat,
+    Hello,
+    Message,
+    Receipt,
+    ReceiptBatch,
+    ReceiptList,
+    ReceiptQuery,
+    Refusal,
+    VerdictReport,
+    WeightsReport,
+    Welcome,
+    WindowClose,
+    WindowInfo,
+    WindowInfoQuery,
+    Work,
+)
+
+REQUESTS: tuple[type[Message], ...] = (
+    Hello,
+    Assign,
+    Heartbeat,
+    Work,
+    Activation,
+    Gradient,
+    WindowClose,
+    Receipt,
+    ReceiptBatch,
+    BlobRequest,
+    ReceiptQuery,
+    WindowInfoQuery,
+    VerdictReport,
+    MergeStart,
+    MergeFetch,
+    MergeDispute,
+)
+REPLIES: dict[int, type[Message]] = {
+    c.type_id: c
+    for c in (
+        Ack,
+        Refusal,
+        Welcome,
+        WeightsReport,
+        BlobReply,
+        ReceiptList,
+        WindowInfo,
+        MergeReport,
+        MergeChunk,
+    )
+}
