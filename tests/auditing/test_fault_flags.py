@@ -14,7 +14,10 @@ def test_fault_flag_sets_miner_fault(kind: str) -> None:
     config = load_node_config(None, node_overrides(args))
     assert config.miner.fault == kind
     behaviour = faults.make(kind)
-    assert behaviour is not None and behaviour.kind == kind
+    if kind in faults.MERGE_FAULTS:  # a cheat of the merge: the compute stays honest
+        assert behaviour is None
+    else:
+        assert behaviour is not None and behaviour.kind == kind
 
 
 def test_no_fault_is_honest_and_unknown_is_refused() -> None:
