@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 
 install: $(STAMP)
 
-# Trains 4 windows of the small model over loopback (a few minutes on 2 CPU cores), then stops.
+# Trains 4 windows of the small model over loopback (about 6 minutes on 2 CPU cores), then stops.
 devnet: $(STAMP)
 	$(BIN)/tessera devnet --stages 3 --validators 1 --windows 4 --model small \
 		--summary devnet.summary.json

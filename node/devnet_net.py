@@ -27,6 +27,9 @@ RUN_FLAGS = (
     "lr",
 )
 """`RunSpec` fields the devnet sets from its own flags (`n_stages` comes from `stages`)."""
+DEVNET_MAP_MIB = 8192
+DEVNET_LEASE_K = 8.0
+"""Lease deadline = k x the stage's observed hop latency (the node default is 3)."""
 
 
 def toml_value(value: Any) -> str:
@@ -87,6 +90,12 @@ class DevnetPlan:
             f"validator.threads={self.threads}",  # exact replay needs the miners' threads
             f"orchestrator.windows={self.windows}",
             f"orchestrator.run.n_stages={self.stages}",
+            # Every node of the devnet shares this machine's cores: a hop waits for the CPU as
+            # much as for its queue, so leases get more slack than across separate machines.
+            f"orchestrator.leases.k={DEVNET_LEASE_K}",
+            # Each window leaves every miner's checkpoints before and after its stage's merge
+            # with the orchestrator (about 40 MiB each for `small`); LMDB maps are sparse.
+            f"store.map_size_mib={DEVNET_MAP_MIB}",
         ]
         sets += [f"orchestrator.run.{k}={toml_value(v)}" for k, v in self.run.items()]
         if self.faults:

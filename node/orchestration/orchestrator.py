@@ -84,12 +84,17 @@ class Orchestrator:
 
     # work ------------------------------------------------------------------------------------
 
-    def tick(self, now: float | None = None, *, fill: bool = True) -> list[Route]:
+    def tick(
+        self, now: float | None = None, *, fill: bool = True, eligible: set[str] | None = None
+    ) -> list[Route]:
         """Liveness sweep, lease expiry, waiting batches, new batches; returns routes to send.
 
-        With `fill=False` no new batch is started (e.g. while a stage's miner is not ready).
+        With `fill=False` no new batch is started (e.g. while a stage's miner is not ready);
+        `eligible`: the miners routes may use now (e.g. those that acknowledged their current
+        assignment), None = every active one.
         """
         now = self._now(now)
+        self.router.eligible = eligible
         with self._store.write() as txn:
             self.registry.sweep(txn, now)
             routes = self.router.expire(txn, now)

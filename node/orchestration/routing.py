@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from node.orchestration.keys import ROUTES, Keys
 from node.orchestration.leases import LatencyModel
-from node.orchestration.registry import MinerState, Registry
+from node.orchestration.registry import Miner, MinerState, Registry
 from node.orchestration.routes import (
     BatchRecord,
     BatchState,
@@ -58,6 +58,8 @@ class Router:
         self._n = registry.assignment.n_stages
         self.group_size = 1
         """Batches per optimizer step of every miner (the run's `accumulate`)."""
+        self.eligible: set[str] | None = None
+        """Miners routes may use (None: every active miner of a stage)."""
 
     # queries ---------------------------------------------------------------------------------
 
@@ -221,7 +223,7 @@ class Router:
         )
         picked: list[str] = []
         for stage in range(self._n):
-            candidates = self._registry.routable(txn, stage)
+            candidates = self.candidates(txn, stage)
             if not candidates:
                 return None
             ids = {m.peer_id for m in candidates}
@@ -231,6 +233,13 @@ class Router:
             best = min(candidates, key=lambda m: (loads[m.peer_id], -m.capacity, m.peer_id))
             picked.append(best.peer_id)
         return picked
+
+    def candidates(self, txn: ReadTxn, stage: int) -> list[Miner]:
+        """The stage's active miners that routes may use now."""
+        routable = self._registry.routable(txn, stage)
+        if self.eligible is None:
+            return routable
+        return [m for m in routable if m.peer_id in self.eligible]
 
     def _group_miners(self, txn: ReadTxn, record: BatchRecord) -> list[str] | None:
         size = self.group_size

@@ -145,7 +145,8 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
         if self._finished(state.window):
             return
         if state.phase is Phase.TRAIN:
-            self.dispatcher.send(self.core.tick(fill=members.ready()))
+            acked = members.acknowledged()
+            self.dispatcher.send(self.core.tick(fill=members.ready(acked), eligible=acked))
         else:
             closed = state.window
             await self._closer.close(state)

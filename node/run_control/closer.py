@@ -25,7 +25,7 @@ from node.run_control.merger import StageMerger
 from p2p.endpoint import Endpoint
 from p2p.errors import P2PError
 from p2p.messages import WeightsReport, WindowClose
-from store import BlobStore
+from store import BlobStore, StoreError
 from verification.checkpoints import checkpoint_digest
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class WindowCloser:
                 self._blobs.put(data, retain_s=KEEP_CHECKPOINT_S)
             self.counters["checkpoints"] += 1
             return stage, peer, reply.digest
-        except (P2PError, TimeoutError, ValueError) as exc:
+        except (P2PError, TimeoutError, ValueError, StoreError) as exc:
             self.counters["close_failed"] += 1
             log.warning("stage %s (%s) did not close window %s: %s", stage, peer, window, exc)
             return stage, peer, ""

@@ -84,16 +84,22 @@ class Membership:
             out[miner.peer_id] = Assignment(stage, digest)
         return out
 
-    def ready(self) -> bool:
-        """Every stage has an active miner that acknowledged its current assignment."""
+    def acknowledged(self) -> set[str]:
+        """Active miners holding a stage that acknowledged their current assignment: the only
+        ones routes may use (a miner being re-assigned may still hold other weights)."""
         desired = self.desired()
-        covered = set()
+        out = set()
         for miner in self._orch.miners():
-            acked = self._history.assignment(miner.peer_id)
             holds = miner.state is MinerState.ACTIVE and miner.stage is not None
-            if holds and acked == desired.get(miner.peer_id):
-                covered.add(miner.stage)
-        return len(covered) == self._orch.config.assignment.n_stages
+            if holds and self._history.assignment(miner.peer_id) == desired.get(miner.peer_id):
+                out.add(miner.peer_id)
+        return out
+
+    def ready(self, acknowledged: set[str] | None = None) -> bool:
+        """Every stage has an active miner that acknowledged its current assignment."""
+        acked = self.acknowledged() if acknowledged is None else acknowledged
+        stages = {m.stage for m in self._orch.miners() if m.peer_id in acked}
+        return len(stages) == self._orch.config.assignment.n_stages
 
     def assign_pending(self, now: float) -> None:
         """Starts an Assign to every miner whose acknowledged assignment is out of date."""

@@ -22,7 +22,7 @@ from node.blob_server import fetch_blob
 from p2p.endpoint import Endpoint
 from p2p.errors import P2PError
 from p2p.merge_messages import MergeReport, MergeStart
-from store import BlobStore
+from store import BlobStore, StoreError
 from training.merge.quantize import FORMATS
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class StageMerger:
         try:
             data = await fetch_blob(self._ep, peer, digest, timeout=self.config.deadline_s)
             await asyncio.to_thread(self._blobs.put, data, retain_s=KEEP_CHECKPOINT_S)
-        except (P2PError, TimeoutError, ValueError, OSError) as exc:
+        except (P2PError, TimeoutError, ValueError, OSError, StoreError) as exc:
             self.counters["checkpoint_not_fetched"] += 1
             log.warning("post-merge checkpoint %s of %s not fetched: %s", digest, peer, exc)
             return peer, digest, False
