@@ -7,7 +7,9 @@ seeds, on the same batch schedule (batch b of window w), with the same optimizer
 - one process: `training.local_trainer.train_local`, one window at a time, torch using every core
   (`--local-threads`, default all);
 - a devnet: `tessera devnet --windows N --summary F` as a subprocess, each miner with
-  `--miner-threads` torch threads (default 1), one miner per stage.
+  `--miner-threads` torch threads (default 1), `--miners-per-stage` miners per stage (default 1;
+  with 2 the stage's miners each train on their half of the batches and merge at each window
+  end).
 
 Prints one JSON object: `tokens_per_s_ratio` (devnet ÷ one process; goal >= 0.7), `loss_ratio`
 (devnet final loss ÷ one-process final loss at equal tokens, final = last window's mean train
@@ -56,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--vocab-size", type=int, help="default: the preset's")
     p.add_argument("--local-threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--miner-threads", type=int, default=1)
+    p.add_argument("--miners-per-stage", type=int, default=1)
     p.add_argument("--validators", type=int, default=1)
     p.add_argument(
         "--eval-batches",
@@ -129,6 +132,7 @@ def devnet(args: argparse.Namespace, spec: RunSpec, root: Path, cache: Path) -> 
     summary = root / "devnet-summary.json"
     cmd = [sys.executable, "-m", "node", "devnet", "--home", str(root / "devnet")]
     cmd += ["--stages", str(spec.n_stages), "--validators", str(args.validators)]
+    cmd += ["--miners", str(spec.n_stages * args.miners_per_stage)]
     cmd += ["--windows", str(args.windows), "--model", spec.model]
     cmd += ["--vocab-size", str(spec.vocab_size), "--seed", str(spec.seed)]
     cmd += ["--data-seed", str(spec.data_seed), "--batch-size", str(spec.batch_size)]
@@ -199,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     local = one_process(args, spec, cache)
     local["wall_s"] = round(time.monotonic() - started, 3)
-    say(args, f"devnet: {spec.n_stages} miners x {args.miner_threads} thread(s); log {root}")
+    miners = spec.n_stages * args.miners_per_stage
+    say(args, f"devnet: {miners} miners x {args.miner_threads} thread(s); log {root}")
     load["before_devnet"] = os.getloadavg()
     net = devnet(args, spec, root, cache)
     load["after_devnet"] = os.getloadavg()
@@ -211,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_count": os.cpu_count(),
             "one_process": local["threads"],
             "devnet_per_miner": args.miner_threads,
-            "devnet_miners": spec.n_stages,
+            "devnet_miners": spec.n_stages * args.miners_per_stage,
         },
         "load_average": load,
         "note": "other processes on the machine skew both figures; see load_average",
