@@ -81,6 +81,11 @@ async def start_nodes(root: Path, n: int) -> tuple[list[NodeService], list[async
         tasks.append(asyncio.create_task(run_service(node)))
         await asyncio.wait_for(node.ready.wait(), 60)
         nodes.append(node)
+    deadline = time.monotonic() + 60
+    while not all(len(n_.endpoint.sessions) >= n - 1 for n_ in nodes if n_.endpoint):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the nodes did not all admit each other")
+        await asyncio.sleep(0.1)
     return nodes, tasks
 
 

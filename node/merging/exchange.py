@@ -1,9 +1,10 @@
 """Fetching one partition's payload (a contribution or a reduction) from a merge peer.
 
 Chunks are fetched in order and checked against the digest every chunk reply carries; `not_ready`
-refusals (the peer has not started this merge, or not reduced yet) are retried with backoff until
-the deadline. Anything else, or running out of time, gives None: the caller treats the peer as
-absent for this partition.
+refusals (the peer has not started this merge, or not reduced yet) and transport failures (a
+connection not up yet, a stalled request) are retried with backoff until the deadline. Another
+refusal, a reply that does not fit, or running out of time gives None: the caller treats the
+peer as absent for this partition.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from training.merge.quantize import encoded_size
 
 log = logging.getLogger(__name__)
 RETRY_S = (0.02, 0.5)
+REQUEST_S = 15.0
+"""One request's time limit: a stalled connection is retried on a fresh request in time."""
 
 
 async def fetch_part(
@@ -48,7 +51,7 @@ async def fetch_part(
             return None
         msg = MergeFetch(window=window, stage=stage, part=part, kind=kind, chunk=len(pieces))
         try:
-            reply = await endpoint.request(peer, msg, timeout=left)
+            reply = await endpoint.request(peer, msg, timeout=min(left, REQUEST_S))
         except Refused as exc:
             if exc.reason is Reason.NOT_READY:
                 await asyncio.sleep(min(delay, max(until - loop.time(), 0)))
@@ -57,10 +60,12 @@ async def fetch_part(
             session.counters["fetch_refused"] += 1
             log.info("merge fetch of %s %s from %s refused: %s", kind, part, peer, exc)
             return None
-        except (P2PError, TimeoutError, OSError) as exc:
-            session.counters["fetch_failed"] += 1
-            log.info("merge fetch of %s %s from %s failed: %s", kind, part, peer, exc)
-            return None
+        except (P2PError, TimeoutError, OSError) as exc:  # transient: the deadline decides
+            session.counters["fetch_retried"] += 1
+            log.info("merge fetch of %s %s from %s failed (retrying): %s", kind, part, peer, exc)
+            await asyncio.sleep(min(delay, max(until - loop.time(), 0)))
+            delay = min(delay * 2, RETRY_S[1])
+            continue
         if (
             not isinstance(reply, MergeChunk)
             or (reply.part, reply.kind, reply.chunk) != (part, kind, len(pieces))
