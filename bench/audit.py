@@ -35,7 +35,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from node.config import load_node_config
 from node.mining import compute, faults
 from node.mining.compute import StepResult
 from node.mining.state import BatchKey, StageHolding
@@ -43,9 +42,6 @@ from node.node_service import NodeService
 from node.roles.miner import MinerComponent
 from node.roles.orchestrator import OrchestratorComponent
 from node.roles.validator import ValidatorComponent
-from node.service import run_service
-from p2p.binding import HotkeyBinding
-from p2p.identity import NodeKey
 from p2p.tensors import TensorPayload
 from training.data.build import build_dataset
 from training.run_spec import RunSpec
@@ -97,6 +93,7 @@ def role(node: NodeService, cls: type[Any]) -> Any:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    from tests.node_kit import start_local_node
     from tests.p2p.endpoint_kit import make_hotkey
 
     root = Path(tempfile.mkdtemp(prefix="tessera-audit-bench-"))
@@ -106,28 +103,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     tasks: list[asyncio.Task[None]] = []
 
     async def start(name: str, roles: list[str], boot: list[str], **over: Any) -> NodeService:
-        config = load_node_config(
-            None,
-            {
-                "admission.mode": "allowlist",
-                "admission.hotkeys": [h.ss58_address for h in hotkeys],
-                "store.sync": False,
-                **over,
-                "node.home": str(root / name),
-                "node.roles": roles,
-                "node.log_level": "warning",
-                "http.listen": "127.0.0.1:0",
-                "p2p.listen": ["/ip4/127.0.0.1/tcp/0"],
-                "p2p.bootstrap": boot,
-                "p2p.peer_exchange_interval_s": 0.5,
-            },
-        )
-        config.node.home.mkdir(parents=True, exist_ok=True)
-        key = NodeKey.load_or_create(config.node.home / "node.key")
-        binding = HotkeyBinding.create(hotkeys[len(tasks)], key.peer_id, ttl_s=3600)
-        node = NodeService(config, key, binding=binding)
-        tasks.append(asyncio.create_task(run_service(node)))
-        await asyncio.wait_for(node.ready.wait(), 60)
+        admitted = [h.ss58_address for h in hotkeys]
+        node, task = await start_local_node(
+            root / name, roles, hotkeys[len(tasks)], admitted, boot,
+            **{"node.log_level": "warning", **over},
+        )  # fmt: skip
+        tasks.append(task)
         return node
 
     orch = await start(

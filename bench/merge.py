@@ -33,14 +33,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from node.config import load_node_config
 from node.merging.runner import MergeResult, MergeRunner
 from node.merging.session import MergeSession, Served
 from node.node_service import NodeService
 from node.roles.miner import MinerComponent
-from node.service import run_service
-from p2p.binding import HotkeyBinding
-from p2p.identity import NodeKey
 from p2p.merge_messages import MergeDispute
 from training.merge.layout import Layout
 from training.merge.plan import make_plan
@@ -52,35 +48,20 @@ from training.run_spec import RunSpec
 
 
 async def start_nodes(root: Path, n: int) -> tuple[list[NodeService], list[asyncio.Task[None]]]:
+    from tests.node_kit import start_local_node
     from tests.p2p.endpoint_kit import make_hotkey
 
     hotkeys = [make_hotkey(root / "wallets", f"m{i}") for i in range(n)]
     nodes: list[NodeService] = []
     tasks: list[asyncio.Task[None]] = []
+    admitted = [h.ss58_address for h in hotkeys]
     for i in range(n):
         boot = nodes[0].p2p_addrs if nodes else []
-        config = load_node_config(
-            None,
-            {
-                "admission.mode": "allowlist",
-                "admission.hotkeys": [h.ss58_address for h in hotkeys],
-                "store.sync": False,
-                "node.home": str(root / f"m{i}"),
-                "node.roles": ["miner"],
-                "node.log_level": "warning",
-                "http.listen": "127.0.0.1:0",
-                "p2p.listen": ["/ip4/127.0.0.1/tcp/0"],
-                "p2p.bootstrap": boot,
-                "p2p.peer_exchange_interval_s": 0.5,
-            },
+        node, task = await start_local_node(
+            root / f"m{i}", ["miner"], hotkeys[i], admitted, boot, **{"node.log_level": "warning"}
         )
-        config.node.home.mkdir(parents=True, exist_ok=True)
-        key = NodeKey.load_or_create(config.node.home / "node.key")
-        binding = HotkeyBinding.create(hotkeys[i], key.peer_id, ttl_s=3600)
-        node = NodeService(config, key, binding=binding)
-        tasks.append(asyncio.create_task(run_service(node)))
-        await asyncio.wait_for(node.ready.wait(), 60)
         nodes.append(node)
+        tasks.append(task)
     deadline = time.monotonic() + 60
     while not all(len(n_.endpoint.sessions) >= n - 1 for n_ in nodes if n_.endpoint):
         if time.monotonic() > deadline:
