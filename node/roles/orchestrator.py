@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,13 @@ from node.run_control.merger import StageMerger
 from node.run_control.progress import run_progress, total_work, window_summary
 from node.run_control.work import ReceiptIntake, WorkDispatcher
 from p2p.messages import ReceiptBatch
-from store import BlobStore
+from store import BlobStore, StoreError
 from training.data.build import build_dataset
 from training.data.dataset import Dataset
 
 __all__ = ["OrchestratorComponent", "OrchestratorConfig"]
 log = logging.getLogger(__name__)
+GC_INTERVAL_S = 60.0
 
 
 class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
@@ -60,6 +62,8 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
         self._closer: WindowCloser | None = None
         self._evaluating: int | None = None
         self._eval_task: asyncio.Task[None] | None = None
+        self._next_gc = 0.0
+        self._gc_counters: Counter[str] = Counter()
         ctx.endpoint.register(ReceiptBatch, self.intake.on_batch)
         self.audits = AuditDesk(
             self.core,
@@ -141,6 +145,7 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
         while self.dispatcher.unassigned:
             members.forget(self.dispatcher.unassigned.popleft())
         members.assign_pending(time.time())
+        await self._collect_garbage()
         state = self.core.run_state()
         if self._finished(state.window):
             return
@@ -152,6 +157,20 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
             await self._closer.close(state)
             log.info("window %s closed", closed)
             self._start_eval(closed)
+
+    async def _collect_garbage(self) -> None:
+        """Drop expired blobs (old windows' checkpoints) every `GC_INTERVAL_S`."""
+        now = time.monotonic()
+        if now < self._next_gc:
+            return
+        self._next_gc = now + GC_INTERVAL_S
+        try:
+            removed = await asyncio.to_thread(self.blobs.gc)
+        except StoreError as exc:
+            self._gc_counters["gc_failed"] += 1
+            log.warning("blob GC failed: %s", exc)
+            return
+        self._gc_counters["blobs_expired"] += removed
 
     def _finished(self, window: int) -> bool:
         return bool(self.config.windows) and window >= self.config.windows
@@ -237,7 +256,7 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
             "tessera_stage_merges",
             "Stage merges: merges, members failed or disagreeing, disputes reported",
             "event",
-            lambda: self.merger.counters + self.disputes.counters,
+            lambda: self.merger.counters + self.disputes.counters + self._gc_counters,
         )
 
     def status(self) -> dict[str, Any]:

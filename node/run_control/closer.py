@@ -29,7 +29,10 @@ from store import BlobStore, StoreError
 from verification.checkpoints import checkpoint_digest
 
 log = logging.getLogger(__name__)
-KEEP_CHECKPOINT_S = 30 * 24 * 3600.0
+KEEP_CHECKPOINT_S = 7 * 24 * 3600.0
+"""Retention of collected checkpoints without a merger's setting; the newest window's
+checkpoints are pinned until a newer window replaces them, so GC never takes what a miner or a
+late joiner is assigned."""
 
 
 class WindowCloser:
@@ -51,6 +54,7 @@ class WindowCloser:
         self._tokens_per_batch = tokens_per_batch
         self._timeout = timeout_s
         self._merger = merger
+        self._keep_s = merger.config.checkpoint_retention_s if merger else KEEP_CHECKPOINT_S
         self.counters: Counter[str] = Counter()
 
     async def close(self, state: RunState) -> RunState:
@@ -92,6 +96,8 @@ class WindowCloser:
                 versions[str(stage)] = version
         for peer in set(premerge) - set(members):
             self._history.set_assignment(peer, None)
+        previous = set(start.values()) | {d for _, d in self._history.latest_members().values()}
+        self._pin_newest(previous, set(weights.values()) | {d for _, d in members.values()})
         merge_at = state.merge_started_at or time.time()
         self._history.close_window(
             window,
@@ -106,6 +112,17 @@ class WindowCloser:
             work=work,
         )
         return self._orch.finish_merge()
+
+    def _pin_newest(self, previous: set[str], newest: set[str]) -> None:
+        """Pin what the next window starts from; let the window before it expire."""
+        try:
+            for digest in previous - newest - {""}:
+                self._blobs.unpin(digest)
+            for digest in newest - {""}:
+                self._blobs.pin(digest)
+        except (StoreError, ValueError) as exc:
+            self.counters["pin_failed"] += 1
+            log.warning("could not pin the newest checkpoints: %s", exc)
 
     async def _merge(
         self,
@@ -136,7 +153,7 @@ class WindowCloser:
                 raise P2PError(f"answered WindowClose with {reply!r}")
             if not self._blobs.has(reply.digest):
                 data = await fetch_blob(self._endpoint, peer, reply.digest, timeout=self._timeout)
-                self._blobs.put(data, retain_s=KEEP_CHECKPOINT_S)
+                self._blobs.put(data, retain_s=self._keep_s)
             self.counters["checkpoints"] += 1
             return stage, peer, reply.digest
         except (P2PError, TimeoutError, ValueError, StoreError) as exc:

@@ -26,7 +26,6 @@ from store import BlobStore, StoreError
 from training.merge.quantize import FORMATS
 
 log = logging.getLogger(__name__)
-KEEP_CHECKPOINT_S = 30 * 24 * 3600.0
 
 
 @dataclass(kw_only=True, slots=True)
@@ -40,6 +39,9 @@ class MergeConfig:
     outer_momentum: float = 0.0
     deadline_s: float = 60.0
     """How long members have for one merge (owners gather until 40 % of it)."""
+    checkpoint_retention_s: float = 7 * 24 * 3600.0
+    """How long the orchestrator keeps each miner's checkpoints (audit evidence); the newest
+    window's are kept until a newer window replaces them."""
 
     def __post_init__(self) -> None:
         if self.exchange not in FORMATS:
@@ -50,6 +52,8 @@ class MergeConfig:
             raise ValueError("orchestrator.merge.outer_lr must be >= 0")
         if not 0 <= self.outer_momentum < 1 or not self.deadline_s > 0:
             raise ValueError("orchestrator.merge.outer_momentum in [0, 1), deadline_s > 0")
+        if not self.checkpoint_retention_s > 0:
+            raise ValueError("orchestrator.merge.checkpoint_retention_s must be > 0")
 
 
 @dataclass(slots=True)
@@ -121,7 +125,8 @@ class StageMerger:
             return peer, digest, True
         try:
             data = await fetch_blob(self._ep, peer, digest, timeout=self.config.deadline_s)
-            await asyncio.to_thread(self._blobs.put, data, retain_s=KEEP_CHECKPOINT_S)
+            keep = self.config.checkpoint_retention_s
+            await asyncio.to_thread(self._blobs.put, data, retain_s=keep)
         except (P2PError, TimeoutError, ValueError, OSError, StoreError) as exc:
             self.counters["checkpoint_not_fetched"] += 1
             log.warning("post-merge checkpoint %s of %s not fetched: %s", digest, peer, exc)

@@ -94,6 +94,14 @@ async def test_two_miners_per_stage_merge_to_the_exact_weighted_average(
         first = min(orch.core.receipts_for(1, peer), key=lambda r: r.seq)
         assert first.weights_version == record["versions"][str(stage)], (peer, stage)
     await wait_for(lambda: orch.status()["done"], 60, "run done")
+    # What the next window starts from stays pinned; older windows' checkpoints expire.
+    last = closed(o, 2)
+    newest = {d for _, d in last["members"].values()} | set(last["weights"].values())
+    older = ({d for _, d in record["members"].values()} | set(record["premerge"].values())) - newest
+    assert older and newest
+    infos = {d: orch.blobs.info(d) for d in older | newest}
+    assert all(i is not None and i.pinned for d, i in infos.items() if d in newest)
+    assert all(i is not None and not i.pinned for d, i in infos.items() if d in older)
     losses = [w["loss"] for w in orch.status()["history"]]
     assert losses[-1] < losses[0], losses
 
