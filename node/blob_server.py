@@ -9,6 +9,7 @@ from whichever neighbour retained them.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import blake3
@@ -66,3 +67,13 @@ async def fetch_blob(endpoint: Endpoint, peer_id: str, digest: str, *, timeout: 
     if hashlib.sha256(data).hexdigest() != digest:
         raise Refused(Reason.BAD_DIGEST, f"{peer_id} served other bytes for blob {digest}")
     return data
+
+
+async def keep_blob(
+    endpoint: Endpoint, blobs: BlobStore, peer_id: str, digest: str, *, timeout: float,
+    retain_s: float,
+) -> None:  # fmt: skip
+    """Make sure the blob `digest` is in `blobs`, fetching it from `peer_id` when absent."""
+    if not blobs.has(digest):
+        data = await fetch_blob(endpoint, peer_id, digest, timeout=timeout)
+        await asyncio.to_thread(blobs.put, data, retain_s=retain_s)

@@ -73,7 +73,7 @@ class MergeRunner:
             plan.partitions, settled, strict=True)])  # fmt: skip
         contributors = sorted(set.intersection(*(set(s.contributors) for s, _ in settled)))
         result = MergeResult(values, contributors)
-        for _, (reassigned, dispute) in zip(plan.partitions, (x[1] for x in settled), strict=True):
+        for _, (reassigned, dispute) in settled:
             result.reassigned += reassigned
             if dispute is not None:
                 result.disputes.append(dispute)
@@ -145,10 +145,10 @@ class MergeRunner:
         full = next((r for o, r in present if o == source), None)
         if len(owners) == len(present) and len(kinds) == 1 and full is not None:
             return full, (0, None)
-        mine = None
-        if self.s.me in owners and self.s.reduced.get(p.index) is not None and not self.s.corrupt:
-            mine = self.s.reduced[p.index]
-        else:
+        mine: Served | None = None
+        if self.s.me in owners and not self.s.corrupt:
+            mine = self.s.reduced.get(p.index)
+        if mine is None:
             self.s.counters["partitions_taken_over"] += 1
             mine = await self._reduce(p, until=self._at(1.0))
         if mine is None:

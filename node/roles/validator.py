@@ -137,7 +137,7 @@ class ValidatorComponent(RoleComponent[ValidatorConfig]):
             "audited": audited,
             "merge_disputes": {
                 "total": self.disputes.counters["disputes"],
-                **{"accused": self.disputes.accused()},
+                "accused": self.disputes.accused(),
             },
             "latest": [
                 {

@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from node.blob_server import fetch_blob
+from node.blob_server import keep_blob
 from node.orchestration import MinerState, Orchestrator, RunState
 from node.run_control.history import Assignment, RunHistory
 from node.run_control.merger import StageMerger
@@ -65,7 +65,8 @@ class WindowCloser:
             for m in self._orch.miners()
             if m.state is MinerState.ACTIVE and m.stage is not None
         )
-        start = {str(s): d for s, d in self._history.latest_weights().items()}
+        latest, before = self._history.starting_points()
+        start = {str(s): d for s, d in latest.items()}
         weights = dict(start)
         reports = await asyncio.gather(
             *(self._collect(window, stage, peer) for stage, peer in holders)
@@ -96,7 +97,7 @@ class WindowCloser:
                 versions[str(stage)] = version
         for peer in set(premerge) - set(members):
             self._history.set_assignment(peer, None)
-        previous = set(start.values()) | {d for _, d in self._history.latest_members().values()}
+        previous = set(start.values()) | {d for _, d in before.values()}
         self._pin_newest(previous, set(weights.values()) | {d for _, d in members.values()})
         merge_at = state.merge_started_at or time.time()
         self._history.close_window(
@@ -151,9 +152,10 @@ class WindowCloser:
             )
             if not isinstance(reply, WeightsReport) or reply.stage != stage:
                 raise P2PError(f"answered WindowClose with {reply!r}")
-            if not self._blobs.has(reply.digest):
-                data = await fetch_blob(self._endpoint, peer, reply.digest, timeout=self._timeout)
-                self._blobs.put(data, retain_s=self._keep_s)
+            await keep_blob(
+                self._endpoint, self._blobs, peer, reply.digest,
+                timeout=self._timeout, retain_s=self._keep_s,
+            )  # fmt: skip
             self.counters["checkpoints"] += 1
             return stage, peer, reply.digest
         except (P2PError, TimeoutError, ValueError, StoreError) as exc:

@@ -78,17 +78,22 @@ class RunHistory:
 
     def latest_weights(self) -> dict[int, str]:
         """The newest checkpoint digest of each stage over the closed windows."""
-        weights: dict[int, str] = {}
-        for record in self.windows():
-            for stage, digest in record.get("weights", {}).items():
-                weights[int(stage)] = digest
-        return weights
+        return self.starting_points()[0]
 
     def latest_members(self) -> dict[str, tuple[int, str]]:
         """Per miner of the newest closed window: (stage, checkpoint it goes on from)."""
-        windows = [r for r in self.windows() if r.get("closed")]
-        members = windows[-1].get("members", {}) if windows else {}
-        return {p: (int(v[0]), str(v[1])) for p, v in members.items()}
+        return self.starting_points()[1]
+
+    def starting_points(self) -> tuple[dict[int, str], dict[str, tuple[int, str]]]:
+        """`latest_weights()` and `latest_members()` from one scan of the window records."""
+        weights: dict[int, str] = {}
+        members: dict[str, Any] = {}
+        for record in self.windows():
+            for stage, digest in record.get("weights", {}).items():
+                weights[int(stage)] = digest
+            if record.get("closed"):
+                members = record.get("members", {})
+        return weights, {p: (int(v[0]), str(v[1])) for p, v in members.items()}
 
     # assignments -----------------------------------------------------------------------------
 

@@ -72,8 +72,7 @@ class Membership:
     def desired(self) -> dict[str, Assignment]:
         """What each live miner should hold: its stage and the checkpoint it goes on from (its own
         post-merge checkpoint of the last window when it merged, else the stage's newest)."""
-        weights = self._history.latest_weights()
-        merged = self._history.latest_members()
+        weights, merged = self._history.starting_points()
         out = {}
         for miner in self._orch.miners():
             if miner.state is MinerState.GONE:

@@ -18,7 +18,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from node.blob_server import fetch_blob
+from node.blob_server import keep_blob
 from p2p.endpoint import Endpoint
 from p2p.errors import P2PError
 from p2p.merge_messages import MergeReport, MergeStart
@@ -121,12 +121,11 @@ class StageMerger:
         return out
 
     async def _keep(self, peer: str, digest: str) -> tuple[str, str, bool]:
-        if self._blobs.has(digest):
-            return peer, digest, True
         try:
-            data = await fetch_blob(self._ep, peer, digest, timeout=self.config.deadline_s)
-            keep = self.config.checkpoint_retention_s
-            await asyncio.to_thread(self._blobs.put, data, retain_s=keep)
+            await keep_blob(
+                self._ep, self._blobs, peer, digest,
+                timeout=self.config.deadline_s, retain_s=self.config.checkpoint_retention_s,
+            )  # fmt: skip
         except (P2PError, TimeoutError, ValueError, OSError, StoreError) as exc:
             self.counters["checkpoint_not_fetched"] += 1
             log.warning("post-merge checkpoint %s of %s not fetched: %s", digest, peer, exc)

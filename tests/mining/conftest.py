@@ -13,13 +13,10 @@ from typing import Any
 
 import pytest
 
-from node.config import load_node_config
 from node.node_service import NodeService
 from node.roles.base import RoleComponent, RoleContext
-from node.service import run_service
-from p2p.binding import HotkeyBinding
-from p2p.identity import NodeKey
 from tests.mining.kit import SPEC
+from tests.node_kit import start_local_node
 from tests.p2p.endpoint_kit import make_hotkey
 from training.data.build import build_dataset
 from training.data.dataset import Dataset
@@ -72,32 +69,11 @@ async def start_node(
         hotkey: Any,
         **overrides: Any,
     ) -> NodeService:
-        config = load_node_config(
-            None,
-            {
-                "admission.mode": "allowlist",
-                "admission.hotkeys": [h.ss58_address for h in hotkeys],
-                "store.sync": False,
-                **overrides,
-                "node.home": str(tmp_path / name),
-                "node.roles": roles,
-                "http.listen": "127.0.0.1:0",
-                "p2p.listen": ["/ip4/127.0.0.1/tcp/0"],
-                "p2p.bootstrap": bootstrap or [],
-                "p2p.peer_exchange_interval_s": 0.5,
-            },
+        admitted = [h.ss58_address for h in hotkeys]
+        node, task = await start_local_node(
+            tmp_path / name, roles, hotkey, admitted, bootstrap, **overrides
         )
-        config.node.home.mkdir(parents=True, exist_ok=True)
-        key = NodeKey.load_or_create(config.node.home / "node.key")
-        binding = HotkeyBinding.create(hotkey, key.peer_id, ttl_s=3600)
-        node = NodeService(config, key, binding=binding)
-        task = asyncio.create_task(run_service(node), name=f"test-node/{name}")
         tasks.append(task)
-        ready = asyncio.create_task(node.ready.wait())
-        await asyncio.wait({ready, task}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            task.result()
-        assert node.ready.is_set(), f"node {name} did not become ready"
         return node
 
     yield start
