@@ -9,7 +9,8 @@ it lies about the computation behind them:
   lazy        zeros of the right shape instead of compute (the last stage: a made-up loss)
   random      random tensors of the right shape
   stale       computes, but never steps its optimizer (learning rate 0)
-  copycat     computes the first unit of each direction, then re-sends those outputs
+  copycat     re-sends the outputs of its first unit of each direction (it runs every forward,
+              for the forward state, but only the first backward)
   nan         computes, then puts a NaN in everything it sends (its neighbour refuses it)
   late        sleeps `LATE_S` before each unit, past its lease, then computes honestly
   free-rider  forwards, never runs a backward pass nor sends a gradient
@@ -133,12 +134,20 @@ class Copycat(Behaviour):
         self.kept: dict[str, StepResult] = {}
 
     def _run(
-        self, direction: str, h: StageHolding, x: bytes, run: Callable[[], StepResult]
+        self,
+        direction: str,
+        h: StageHolding,
+        x: bytes,
+        run: Callable[[], StepResult],
+        *,
+        always: bool = False,
     ) -> StepResult:
         kept = self.kept.get(direction)
-        if kept is None:
-            self.kept[direction] = kept = run()
-            return kept
+        if kept is None or always:
+            result = run()
+            if kept is None:
+                self.kept[direction] = kept = result
+                return kept
         version = h.engine.weights_digest()
         units: list[UnitRecord] = []
         for u in kept.units:  # the last stage's backward reads the loss it claimed
@@ -148,9 +157,12 @@ class Copycat(Behaviour):
 
     def forward(self, h: StageHolding, key: BatchKey, p: TensorPayload | None) -> StepResult:
         x = bytes((p if p is not None else _ids(h, key)).data)
-        return self._run(FORWARD, h, x, lambda: compute.forward(h, key, p))
+        # Every forward runs, so whichever batch's backward comes first finds its forward state.
+        return self._run(FORWARD, h, x, lambda: compute.forward(h, key, p), always=True)
 
     def backward(self, h: StageHolding, key: BatchKey, p: TensorPayload) -> StepResult:
+        if BACKWARD in self.kept:
+            compute.forget(h, [key])
         return self._run(BACKWARD, h, bytes(p.data), lambda: compute.backward(h, key, p))
 
 
