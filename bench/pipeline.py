@@ -13,9 +13,12 @@ seeds, on the same batch schedule (batch b of window w), with the same optimizer
 
 Prints one JSON object: `tokens_per_s_ratio` (devnet ÷ one process; goal >= 0.7), `loss_ratio`
 (devnet final loss ÷ one-process final loss at equal tokens, final = last window's mean train
-loss; goal <= 1.02), both loss curves and the raw figures. Throughput is compared over the
-windows after the first (`basis`), because the devnet's first window also covers start-up (the
-miners building their stages); the all-windows ratio is reported too.
+loss; goal <= 1.02), `loss_ratio_step_matched` (devnet final loss ÷ one-process loss over the
+optimizer steps each devnet miner made: with m miners per stage a miner makes 1/m of a window's
+steps, so this separates what the merge gains or loses from the shorter sequential run; equal to
+`loss_ratio` with one miner per stage), both loss curves and the raw figures. Throughput is
+compared over the windows after the first (`basis`), because the devnet's first window also
+covers start-up (the miners building their stages); the all-windows ratio is reported too.
 
     python bench/pipeline.py --json
 """
@@ -43,8 +46,8 @@ from training.run_spec import RunSpec
 REPO = Path(__file__).resolve().parents[1]
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """The run's options (`run_spec`), shared with bench/replicas.py."""
     p.add_argument("--model", default="small", choices=sorted(PRESETS))
     p.add_argument("--stages", type=int, default=3)
     p.add_argument("--windows", type=int, default=4)
@@ -56,6 +59,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--vocab-size", type=int, help="default: the preset's")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_run_args(p)
     p.add_argument("--local-threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--miner-threads", type=int, default=1)
     p.add_argument("--miners-per-stage", type=int, default=1)
@@ -163,15 +171,30 @@ def rate(windows: list[dict[str, Any]]) -> float:
     return tokens / seconds if seconds > 0 else 0.0
 
 
-def compare(local: dict[str, Any], net: dict[str, Any]) -> dict[str, Any]:
+def step_matched(local: dict[str, Any], steps_per_window: int, miners_per_stage: int) -> float:
+    """One-process mean loss over the optimizer steps a devnet miner makes in the last window.
+
+    With m miners per stage each makes 1/m of a window's steps, so after w windows it has made
+    w * steps / m of them: its last window matches those steps of one-process training."""
+    per_miner = steps_per_window // miners_per_stage
+    end = len(local["windows"]) * per_miner
+    losses: list[float] = local["step_losses"][end - per_miner : end]
+    return sum(losses) / len(losses)
+
+
+def compare(
+    local: dict[str, Any], net: dict[str, Any], steps_per_window: int, miners_per_stage: int
+) -> dict[str, Any]:
     lw, nw = local["windows"], net["windows"]
     steady = slice(1, None) if len(lw) > 1 and len(nw) > 1 else slice(None)
     local_final, net_final = lw[-1]["loss"], net["final_loss"]
+    matched = step_matched(local, steps_per_window, miners_per_stage)
     local_tokens, net_tokens = sum(w["tokens"] for w in lw), net["tokens"]
     return {
         "tokens_per_s_ratio": rate(nw[steady]) / max(rate(lw[steady]), 1e-9),
         "tokens_per_s_ratio_all_windows": rate(nw) / max(rate(lw), 1e-9),
         "loss_ratio": net_final / local_final if net_final and local_final else None,
+        "loss_ratio_step_matched": net_final / matched if net_final else None,
         "basis": "windows 1.. (the first window also covers the devnet's start-up)"
         if steady.start
         else "all windows",
@@ -211,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {
         "spec": spec.to_record(),
         "windows": args.windows,
-        **compare(local, net),
+        **compare(local, net, spec.batches_per_window // spec.accumulate, args.miners_per_stage),
         "threads": {
             "cpu_count": os.cpu_count(),
             "one_process": local["threads"],

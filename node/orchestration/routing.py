@@ -212,26 +212,35 @@ class Router:
         return route
 
     def _pick(self, txn: ReadTxn, record: BatchRecord) -> list[str] | None:
-        """Per stage the active miner with the fewest unfinished hops (then capacity, id).
+        """Per stage the active miner with the fewest unfinished hops (then lane, capacity, id).
 
         Batches of one optimizer-step group (`group_size` consecutive batches) keep the miners
         an earlier batch of the group was routed through while those are routable, so each
-        miner's optimizer steps cover whole groups, as one-process training's do."""
+        miner's optimizer steps cover whole groups, as one-process training's do. Among equally
+        loaded miners a stage prefers the one in stage 0's pick's lane (the same rank by peer id),
+        so the miners of a stage train along steady chains rather than a fresh mix per group."""
         group = self._group_miners(txn, record)
         loads: Counter[str] = Counter(
             h.miner for r in self.open_routes(txn) for h in r.hops if not h.finished
         )
         picked: list[str] = []
+        lane = 0
         for stage in range(self._n):
-            candidates = self.candidates(txn, stage)
+            candidates = sorted(self.candidates(txn, stage), key=lambda m: m.peer_id)
             if not candidates:
                 return None
-            ids = {m.peer_id for m in candidates}
+            ids = [m.peer_id for m in candidates]
             if group is not None and group[stage] in ids:
-                picked.append(group[stage])
-                continue
-            best = min(candidates, key=lambda m: (loads[m.peer_id], -m.capacity, m.peer_id))
-            picked.append(best.peer_id)
+                choice = group[stage]
+            else:
+                in_lane = ids[lane % len(ids)] if stage else None
+                choice = min(
+                    candidates,
+                    key=lambda m: (loads[m.peer_id], m.peer_id != in_lane, -m.capacity, m.peer_id),
+                ).peer_id
+            if stage == 0:
+                lane = ids.index(choice)
+            picked.append(choice)
         return picked
 
     def candidates(self, txn: ReadTxn, stage: int) -> list[Miner]:

@@ -39,6 +39,24 @@ def test_issue_picks_least_loaded_miner_per_stage(store: Store) -> None:
     assert r1.route_id == "0.0.1" and r1.attempt == 1 and r1.replaces is None
 
 
+def test_equally_loaded_miners_keep_stage_zeros_lane(store: Store) -> None:
+    """A stage whose miners are all idle takes the one in the lane (rank by id) of stage 0's
+    pick, not simply the first id, so the chains stay a-b and c-d instead of mixing."""
+    orch = Orchestrator(store, make_config(n_stages=2, per_stage=2), FakeClock())
+    for peer in ("a", "b", "c", "d"):
+        orch.register_miner(peer, "hk", 1.0)
+    assert {m.peer_id: m.stage for m in orch.miners()} == {"a": 0, "b": 1, "c": 0, "d": 1}
+    r1 = orch.issue_route(0, 0, now=T0)
+    r2 = orch.issue_route(0, 1, now=T0)
+    assert r1 is not None and r2 is not None
+    assert (r1.miners, r2.miners) == (("a", "b"), ("c", "d"))
+    run_route(orch, r2.route_id, 2, T0, 1.0)
+    for stage, direction in [(0, FWD), (1, FWD), (1, BWD)]:  # a still owes its backward
+        orch.complete_hop(r1.route_id, stage, direction, now=T0 + 1)
+    r3 = orch.issue_route(0, 2, now=T0 + 10)
+    assert r3 is not None and r3.miners == ("c", "d")  # b and d idle alike: c's lane is d
+
+
 def test_step_groups_keep_their_miners_and_run_one_per_miner_side_by_side(store: Store) -> None:
     """Lockstep with groups of 2 batches (accumulate 2) and two miners per stage: each group
     stays on one miner per stage, and two groups (4 batches) are in flight at once."""
