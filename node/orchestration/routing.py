@@ -212,19 +212,20 @@ class Router:
         return route
 
     def _pick(self, txn: ReadTxn, record: BatchRecord) -> list[str] | None:
-        """Per stage the active miner with the fewest unfinished hops (then lane, capacity, id).
+        """Per stage the active miner with the fewest unfinished hops (then rank, capacity, id).
 
         Batches of one optimizer-step group (`group_size` consecutive batches) keep the miners
         an earlier batch of the group was routed through while those are routable, so each
         miner's optimizer steps cover whole groups, as one-process training's do. Among equally
-        loaded miners a stage prefers the one in stage 0's pick's lane (the same rank by peer id),
-        so the miners of a stage train along steady chains rather than a fresh mix per group."""
+        loaded miners a stage prefers the one whose rank (by peer id) is stage 0's pick's, so
+        routes follow steady chains of miners rather than a fresh mix per group (a stage's
+        miners then merge replicas that each trained as one whole model)."""
         group = self._group_miners(txn, record)
         loads: Counter[str] = Counter(
             h.miner for r in self.open_routes(txn) for h in r.hops if not h.finished
         )
         picked: list[str] = []
-        lane = 0
+        rank = 0
         for stage in range(self._n):
             candidates = sorted(self.candidates(txn, stage), key=lambda m: m.peer_id)
             if not candidates:
@@ -233,13 +234,18 @@ class Router:
             if group is not None and group[stage] in ids:
                 choice = group[stage]
             else:
-                in_lane = ids[lane % len(ids)] if stage else None
+                same_rank = ids[rank % len(ids)] if stage else None
                 choice = min(
                     candidates,
-                    key=lambda m: (loads[m.peer_id], m.peer_id != in_lane, -m.capacity, m.peer_id),
+                    key=lambda m: (
+                        loads[m.peer_id],
+                        m.peer_id != same_rank,
+                        -m.capacity,
+                        m.peer_id,
+                    ),
                 ).peer_id
             if stage == 0:
-                lane = ids.index(choice)
+                rank = ids.index(choice)
             picked.append(choice)
         return picked
 

@@ -39,9 +39,9 @@ def test_issue_picks_least_loaded_miner_per_stage(store: Store) -> None:
     assert r1.route_id == "0.0.1" and r1.attempt == 1 and r1.replaces is None
 
 
-def test_equally_loaded_miners_keep_stage_zeros_lane(store: Store) -> None:
-    """A stage whose miners are all idle takes the one in the lane (rank by id) of stage 0's
-    pick, not simply the first id, so the chains stay a-b and c-d instead of mixing."""
+def test_equally_loaded_miners_follow_stage_zeros_rank(store: Store) -> None:
+    """A stage whose miners are equally loaded takes the one of stage 0's pick's rank (by id),
+    not simply the first id, so the chains stay a-b and c-d instead of mixing."""
     orch = Orchestrator(store, make_config(n_stages=2, per_stage=2), FakeClock())
     for peer in ("a", "b", "c", "d"):
         orch.register_miner(peer, "hk", 1.0)
@@ -54,7 +54,7 @@ def test_equally_loaded_miners_keep_stage_zeros_lane(store: Store) -> None:
     for stage, direction in [(0, FWD), (1, FWD), (1, BWD)]:  # a still owes its backward
         orch.complete_hop(r1.route_id, stage, direction, now=T0 + 1)
     r3 = orch.issue_route(0, 2, now=T0 + 10)
-    assert r3 is not None and r3.miners == ("c", "d")  # b and d idle alike: c's lane is d
+    assert r3 is not None and r3.miners == ("c", "d")  # b and d idle alike: d has c's rank
 
 
 def test_step_groups_keep_their_miners_and_run_one_per_miner_side_by_side(store: Store) -> None:
