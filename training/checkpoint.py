@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+from safetensors.torch import save as to_safetensors
 from torch import nn
 
 OPTIMIZER_PREFIX = "optimizer/"
@@ -66,6 +67,11 @@ def save(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str,
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=dict(metadata))
     tmp.replace(path)
+
+
+def to_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:
+    """What `save` writes, as bytes."""
+    return to_safetensors({k: v.contiguous() for k, v in tensors.items()}, metadata=dict(metadata))
 
 
 def load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

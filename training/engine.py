@@ -156,12 +156,19 @@ class StageEngine:
         Only at a step boundary: accumulated gradients are not saved, so a replay from a file
         saved mid-accumulation would diverge.
         """
+        checkpoint.save(path, *self._saved_state())
+
+    def checkpoint_bytes(self) -> bytes:
+        """What `save` writes, as bytes (the checkpoint miners send and digest)."""
+        return checkpoint.to_bytes(*self._saved_state())
+
+    def _saved_state(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         if self.pending:
             raise RuntimeError(f"{self.pending} backward passes await the next optimizer step")
         tensors = checkpoint.weights(self.module)
         tensors |= checkpoint.optimizer_tensors(self.module, self.optimizer)
         meta = {"weights_version": str(self.weights_version), "stage": str(self.spec.index)}
-        checkpoint.save(path, tensors, {**meta, "backward_passes": str(self.backward_passes)})
+        return tensors, {**meta, "backward_passes": str(self.backward_passes)}
 
     def load(self, path: Path) -> None:
         """Restore a `save`d state; the forward cache and pending gradients are dropped."""

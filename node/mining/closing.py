@@ -18,7 +18,6 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from node.mining import compute
@@ -42,7 +41,6 @@ class WindowCloser:
         blobs: BlobStore,
         rollback: Callable[[StageHolding, int], Coroutine[Any, Any, None]],
         *,
-        scratch: Path,
         checkpoint_retention_s: float,
         flush: Callable[[], Coroutine[Any, Any, object]] | None = None,
     ) -> None:
@@ -50,7 +48,6 @@ class WindowCloser:
         self._worker = worker
         self._blobs = blobs
         self._rollback = rollback
-        self._scratch = scratch
         self._keep_s = checkpoint_retention_s
         self._flush = flush
         self._closing: asyncio.Future[WeightsReport] | None = None
@@ -95,7 +92,7 @@ class WindowCloser:
         keys = state.batches.of_windows_up_to(window)
         started = time.perf_counter()
         await asyncio.sleep(0)  # let tasks of messages taken before the close queue their jobs
-        job = partial(compute.save_checkpoint, holding, keys, self._scratch)
+        job = partial(compute.save_checkpoint, holding, keys)
         try:
             data = await self._worker.submit(job)
         except asyncio.QueueFull:

@@ -11,7 +11,6 @@ output is empty.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -104,7 +103,7 @@ class PendingGradients(RuntimeError):
     """The window cannot close: backward passes wait for the next optimizer step."""
 
 
-def save_checkpoint(holding: StageHolding, keys: list[BatchKey], scratch: Path) -> bytes:
+def save_checkpoint(holding: StageHolding, keys: list[BatchKey]) -> bytes:
     """The stage's checkpoint (safetensors) at a step boundary; drops `keys`' forward state."""
     engine = holding.engine
     if engine.pending:
@@ -113,10 +112,4 @@ def save_checkpoint(holding: StageHolding, keys: list[BatchKey], scratch: Path) 
             "optimizer step"
         )
     forget(holding, keys)
-    scratch.mkdir(parents=True, exist_ok=True)
-    path = scratch / f"close-{holding.stage}.safetensors"
-    try:
-        engine.save(path)
-        return path.read_bytes()
-    finally:
-        path.unlink(missing_ok=True)
+    return engine.checkpoint_bytes()

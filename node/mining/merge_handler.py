@@ -16,7 +16,6 @@ import logging
 import math
 from collections import Counter
 from functools import partial
-from pathlib import Path
 
 import torch
 from safetensors.torch import load as load_safetensors
@@ -51,7 +50,6 @@ class MergeHandler:
         worker: ComputeWorker,
         blobs: BlobStore,
         *,
-        scratch: Path,
         checkpoint_retention_s: float,
         corrupt: bool = False,
     ) -> None:
@@ -59,7 +57,6 @@ class MergeHandler:
         self._ep = endpoint
         self._worker = worker
         self._blobs = blobs
-        self._scratch = scratch
         self._keep_s = checkpoint_retention_s
         self._corrupt = corrupt
         self.book = MergeBook(endpoint)
@@ -139,7 +136,7 @@ class MergeHandler:
                 start, params, momentum, lr=msg.outer_lr, mu=msg.outer_momentum
             )
         data = await self._worker.submit(
-            partial(install_merged, holding.engine, layout, params, momentum, self._scratch)
+            partial(install_merged, holding.engine, layout, params, momentum)
         )
         try:
             digest = await asyncio.to_thread(self._blobs.put, data, retain_s=self._keep_s)

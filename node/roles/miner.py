@@ -155,7 +155,6 @@ class MinerComponent(RoleComponent[MinerConfig]):
             self.worker,
             blobs,
             self.assigner.rollback,
-            scratch=scratch,
             checkpoint_retention_s=cfg.checkpoint_retention_s,
             flush=self._flush_evidence,
         )
@@ -164,7 +163,6 @@ class MinerComponent(RoleComponent[MinerConfig]):
             ctx.endpoint,
             self.worker,
             blobs,
-            scratch=scratch,
             checkpoint_retention_s=cfg.checkpoint_retention_s,
             corrupt=cfg.fault == "bad-merge",
         )

@@ -9,7 +9,6 @@ evaluator and auditors, which skip optimizer tensors, never see it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 
@@ -44,7 +43,6 @@ def install_merged(
     layout: Layout,
     params: torch.Tensor,
     momentum: torch.Tensor | None,
-    scratch: Path,
 ) -> bytes:
     """Load merged `params` (and the outer momentum) into `engine`; its checkpoint bytes."""
     engine.load_state_dict(layout.unflatten(params))
@@ -58,10 +56,4 @@ def install_merged(
                 state["exp_avg"] = torch.zeros_like(param)
                 state["exp_avg_sq"] = torch.zeros_like(param)
             state[MOMENTUM] = tensor.to(param.device)
-    scratch.mkdir(parents=True, exist_ok=True)
-    path = scratch / f"merged-{engine.spec.index}.safetensors"
-    try:
-        engine.save(path)
-        return path.read_bytes()
-    finally:
-        path.unlink(missing_ok=True)
+    return engine.checkpoint_bytes()
