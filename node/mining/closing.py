@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any
 
 from node.mining import compute
+from node.mining.single_flight import run_shared
 from node.mining.state import MinerState, StageHolding
 from node.mining.worker import ComputeWorker
 from p2p.admission import PeerSession
@@ -70,20 +71,11 @@ class WindowCloser:
         future = self._closing = asyncio.get_running_loop().create_future()
         state.closing = msg.window
         try:
-            report = await self._close(msg.window)
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except Exception as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: a concurrent duplicate may not be waiting
-            raise
+            return await run_shared(future, self._close(msg.window))
         finally:
             self._closing = None
             if state.closing == msg.window:
                 state.closing = None
-        future.set_result(report)
-        return report
 
     async def _close(self, window: int) -> WeightsReport:
         state = self._state

@@ -23,6 +23,7 @@ from safetensors.torch import load as load_safetensors
 from node.blob_server import fetch_blob
 from node.merging.runner import MergeRunner
 from node.merging.session import MergeBook, MergeSession, Served
+from node.mining.single_flight import run_shared
 from node.mining.state import MinerState, StageHolding
 from node.mining.worker import ComputeWorker
 from p2p.admission import PeerSession
@@ -85,17 +86,9 @@ class MergeHandler:
         future: asyncio.Future[MergeReport] = asyncio.get_running_loop().create_future()
         self._running[key] = future
         try:
-            report = await self._merge(msg, holding, peer.peer_id)
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except Exception as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: a concurrent duplicate may not be waiting
-            raise
+            report = await run_shared(future, self._merge(msg, holding, peer.peer_id))
         finally:
             del self._running[key]
-        future.set_result(report)
         self._reports = {k: v for k, v in self._reports.items() if k[0] > msg.window - 4}
         self._reports[key] = report
         return report
