@@ -1,5 +1,5 @@
 """Starting real nodes (LMDB, libp2p host, HTTP, roles) in the caller's event loop on loopback,
-each bound to a test hotkey and admitting only the given hotkeys: for tests and benches."""
+optionally bound to a test hotkey and admitting only the given hotkeys: for tests and benches."""
 
 import asyncio
 from pathlib import Path
@@ -20,13 +20,29 @@ async def start_local_node(
     bootstrap: list[str] | None = None,
     **overrides: Any,
 ) -> tuple[NodeService, "asyncio.Task[None]"]:
-    """A started node and its task (cancel it to stop the node); raises if it fails to start."""
+    """A started node admitting only `admitted` and its task (cancel it to stop the node)."""
+    settings: dict[str, Any] = {
+        "admission.mode": "allowlist",
+        "admission.hotkeys": admitted,
+        "store.sync": False,
+        **overrides,
+    }
+    return await start_node(home, roles, hotkey=hotkey, bootstrap=bootstrap, **settings)
+
+
+async def start_node(
+    home: Path,
+    roles: list[str],
+    *,
+    hotkey: Any = None,
+    bootstrap: list[str] | None = None,
+    timeout: float = 60.0,
+    **overrides: Any,
+) -> tuple[NodeService, "asyncio.Task[None]"]:
+    """A started node (bound to `hotkey` if given) and its task; raises if it fails to start."""
     config = load_node_config(
         None,
         {
-            "admission.mode": "allowlist",
-            "admission.hotkeys": admitted,
-            "store.sync": False,
             **overrides,
             "node.home": str(home),
             "node.roles": roles,
@@ -38,11 +54,11 @@ async def start_local_node(
     )
     config.node.home.mkdir(parents=True, exist_ok=True)
     key = NodeKey.load_or_create(config.node.home / "node.key")
-    binding = HotkeyBinding.create(hotkey, key.peer_id, ttl_s=3600)
+    binding = HotkeyBinding.create(hotkey, key.peer_id, ttl_s=3600) if hotkey else None
     node = NodeService(config, key, binding=binding)
     task = asyncio.create_task(run_service(node), name=f"node/{home.name}")
     ready = asyncio.create_task(node.ready.wait())
-    await asyncio.wait({ready, task}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait({ready, task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     if task.done():
         ready.cancel()
         task.result()

@@ -7,11 +7,8 @@ from typing import Any
 
 import pytest
 
-from node.config import load_node_config
 from node.node_service import NodeService
-from node.service import run_service
-from p2p.binding import HotkeyBinding
-from p2p.identity import NodeKey
+from tests import node_kit
 
 StartNode = Callable[..., Coroutine[Any, Any, NodeService]]
 
@@ -34,30 +31,11 @@ async def start_node(tmp_path: Path, data_cache: Path) -> AsyncIterator[StartNod
         hotkey: Any = None,
         **overrides: Any,
     ) -> NodeService:
-        config = load_node_config(
-            None,
-            {
-                "orchestrator.data_cache": str(data_cache),
-                **overrides,
-                "node.home": str(tmp_path / name),
-                "node.roles": roles,
-                "http.listen": "127.0.0.1:0",
-                "p2p.listen": ["/ip4/127.0.0.1/tcp/0"],
-                "p2p.bootstrap": bootstrap or [],
-                "p2p.peer_exchange_interval_s": 0.5,
-            },
+        settings = {"orchestrator.data_cache": str(data_cache), **overrides}
+        node, task = await node_kit.start_node(
+            tmp_path / name, roles, hotkey=hotkey, bootstrap=bootstrap, timeout=30, **settings
         )
-        config.node.home.mkdir(parents=True, exist_ok=True)
-        key = NodeKey.load_or_create(config.node.home / "node.key")
-        binding = HotkeyBinding.create(hotkey, key.peer_id, ttl_s=3600) if hotkey else None
-        node = NodeService(config, key, binding=binding)
-        task = asyncio.create_task(run_service(node), name=f"test-node/{name}")
         tasks.append(task)
-        ready = asyncio.create_task(node.ready.wait())
-        await asyncio.wait({ready, task}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            task.result()
-        assert node.ready.is_set(), f"node {name} did not become ready"
         return node
 
     yield start
