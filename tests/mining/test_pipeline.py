@@ -127,8 +127,11 @@ async def test_pipeline_window_matches_local_training(
         await orch.work(0, 3, ids)
     assert err.value.reason is Reason.WRONG_WINDOW
     window1 = [(1, 0), (1, 1)]
-    for _, batch in window1:
+    for _, batch in window1:  # one after the other, so (1, 1) is stage 2's last loss
         await orch.work(1, batch, ids)
+        await wait_for(
+            lambda b=batch: len(orch.of_batch(1, b)) == 2 * STAGES, what=f"batch {batch}"
+        )
     await reference_run_in_thread(reference, dataset, window1)
     await wait_for(
         lambda: all(len(orch.of_batch(1, b)) == 2 * STAGES for _, b in window1),
