@@ -104,7 +104,9 @@ class Endpoint:
         if not isinstance(msg, Hello) and peer_id not in self.sessions:
             await self.hello(peer_id, timeout=timeout)
         frame, seq = self.seal(msg)
-        reply = await self._transport.request(peer_id, msg.protocol, frame, timeout=timeout)
+        reply = await self._transport.request(
+            peer_id, msg.protocol, frame, timeout=timeout, bulk=msg.bulk_reply
+        )
         try:
             header, body = open_frame(reply, sender=peer_id)
             cls = REPLIES.get(header.type_id)

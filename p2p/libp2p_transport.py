@@ -1,8 +1,9 @@
 """``Libp2pTransport``: the node's Transport over a started P2PHost, plus the bulk TCP lane.
 
 Frames travel on libp2p (Noise-authenticated; handlers get the remote peer id) unless their body
-is at least ``HostConfig.bulk_threshold_bytes`` and the peer's bulk address is known
-(``set_bulk_address``): those go over the bulk lane, where handlers get ``peer=None``. If no
+is at least ``HostConfig.bulk_threshold_bytes``, or the caller expects a large reply (``bulk``),
+and the peer's bulk address is known (``set_bulk_address``): those go over the bulk lane, where
+handlers get ``peer=None``. If no
 bulk connection can be opened, the frame goes over libp2p after all. Wire format, caps and the
 check-head-before-body rule are the same on both lanes (``p2p.framing``,
 ``p2p.frame_server``); an error notice from the remote (over a cap, unknown protocol, crashed
@@ -120,13 +121,16 @@ class Libp2pTransport:
                     with contextlib.suppress(HostError):
                         await self._host.run_with_host(self._lane.close)
 
-    async def request(self, peer_id: str, protocol: str, frame: Frame, *, timeout: float) -> Frame:
+    async def request(
+        self, peer_id: str, protocol: str, frame: Frame, *, timeout: float, bulk: bool = False
+    ) -> Frame:
         if self._state != "started":
             raise TransportError(f"transport is {self._state}")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         address = self._bulk_addrs.get(peer_id)
-        if address and as_bytes_view(frame.body).nbytes >= self._config.bulk_threshold_bytes:
+        large = as_bytes_view(frame.body).nbytes >= self._config.bulk_threshold_bytes
+        if address and (bulk or large):
             try:
                 reply = await self._bulk_client.request(address, protocol, frame, timeout)
             except BulkUnreachable as exc:

@@ -37,7 +37,9 @@ class MemoryTransport:
     def set_bulk_address(self, peer_id: str, address: str) -> None:
         self.bulk_addresses[peer_id] = address
 
-    async def request(self, peer_id: str, protocol: str, frame: Frame, *, timeout: float) -> Frame:
+    async def request(
+        self, peer_id: str, protocol: str, frame: Frame, *, timeout: float, bulk: bool = False
+    ) -> Frame:
         target = self._network.transports.get(peer_id)
         if target is None:
             raise TransportError(f"no route to {peer_id}")

@@ -31,6 +31,9 @@ class Message:
     max_body: ClassVar[int] = 0
     rate_per_s: ClassVar[float] = 50.0
     burst: ClassVar[int] = 100
+    bulk_reply: ClassVar[bool] = False
+    """A pull whose reply is large: the request takes the bulk lane so the reply comes back on
+    it, not through libp2p (whose stream I/O crosses the trio portal and stalls under load)."""
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -275,6 +278,7 @@ class ReceiptBatch(Message):
 class BlobRequest(Message):
     type_id = 40
     protocol = "/tessera/blob/1"
+    bulk_reply = True
     digest: str
 
 

@@ -56,6 +56,9 @@ class Transport(Protocol):
         """Route requests for `protocol` (e.g. "/tessera/activation/1") to `handler`."""
         ...
 
-    async def request(self, peer_id: str, protocol: str, frame: Frame, *, timeout: float) -> Frame:
-        """Send `frame` to `peer_id` and return its reply; raises TransportError."""
+    async def request(
+        self, peer_id: str, protocol: str, frame: Frame, *, timeout: float, bulk: bool = False
+    ) -> Frame:
+        """Send `frame` to `peer_id` and return its reply; raises TransportError. `bulk` asks
+        for the transport's bulk lane whatever the frame's size (the reply will be large)."""
         ...

@@ -1,10 +1,12 @@
 """Fetching one partition's payload (a contribution or a reduction) from a merge peer.
 
-Chunks are fetched in order and checked against the digest every chunk reply carries; `not_ready`
-refusals (the peer has not started this merge, or not reduced yet) and transport failures (a
-connection not up yet, a stalled request) are retried with backoff until the deadline. Another
-refusal, a reply that does not fit, or running out of time gives None: the caller treats the
-peer as absent for this partition.
+Chunks are fetched in order and checked against the digest every chunk reply carries. Requests go
+on the bulk lane (`MergeFetch.bulk_reply`). Refusals that say "later" (`not_ready`: the peer has
+not started this merge, or not reduced yet; `rate_limited`, `over_capacity`, `stale`: a busy
+peer or a request that queued too long) and transport failures (a connection not up yet, a
+stalled request) are retried with backoff until the deadline. Another refusal, a reply that does
+not fit, or running out of time gives None: the caller treats the peer as absent for this
+partition.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 RETRY_S = (0.02, 0.5)
 REQUEST_S = 15.0
 """One request's time limit: a stalled connection is retried on a fresh request in time."""
+LATER = frozenset({Reason.NOT_READY, Reason.RATE_LIMITED, Reason.OVER_CAPACITY, Reason.STALE})
+"""Refusals of a peer that may well answer a retry."""
 
 
 async def fetch_part(
@@ -53,7 +57,9 @@ async def fetch_part(
         try:
             reply = await endpoint.request(peer, msg, timeout=min(left, REQUEST_S))
         except Refused as exc:
-            if exc.reason is Reason.NOT_READY:
+            if exc.reason in LATER:
+                if exc.reason is not Reason.NOT_READY:
+                    session.counters["fetch_retried"] += 1
                 await asyncio.sleep(min(delay, max(until - loop.time(), 0)))
                 delay = min(delay * 2, RETRY_S[1])
                 continue

@@ -3,13 +3,19 @@ from both its owners, check the replicas, take over what is missing, assemble th
 
 Time is split from the merge's deadline D: owners gather contributions until 0.4·D (a member
 that has not answered by then is left out of the average), members wait for owners' replicas
-until 0.6·D, and the rest is for taking over. A partition is settled by
-- both replicas equal: taken;
-- replicas that differ, or one missing: this member recomputes the partition from the members'
-  contributions itself (the partition is reassigned to it), takes its own result, and reports a
-  `MergeDispute` naming every delivered replica that differs from it (signed, with digests);
-- no replica at all: recomputed here alike.
-All reductions are deterministic, so honest owners' replicas are byte-identical.
+until 0.6·D, and the rest is for checking and taking over. A partition is settled by
+- both replicas equal (same digest, same contributors): taken;
+- replicas that differ, or one missing: each delivered replica is checked by recomputing it here
+  from the contributions of the members *it* names. A replica that differs from its own
+  recomputation is wrong, and a signed `MergeDispute` names its owner. Of the replicas that check
+  out, the one with the most contributors is taken (ties: the smaller digest), so every member
+  that saw the same replicas takes the same one;
+- no replica that checks out: this member reduces the partition itself from every contribution
+  it can reach (the partition is reassigned to it).
+An owner that was slow and left a member out of its gather is not wrong: its replica matches
+the recomputation over the members it names. Only a reduction that no honest owner could have
+produced from the contributions it claims is disputed, so slowness never turns into a dispute.
+All reductions are deterministic, so honest owners given the same contributions agree bitwise.
 """
 
 from __future__ import annotations
@@ -91,10 +97,15 @@ class MergeRunner:
             served = Served(encode(self.s.fmt, wrong), served.contributors)
         self.s.set_reduced(p.index, served)
 
-    async def _reduce(self, p: Partition, *, until: float) -> Served | None:
-        """Gather every weighted member's contribution to `p` and reduce them."""
+    async def _reduce(
+        self, p: Partition, *, until: float, among: list[str] | None = None
+    ) -> Served | None:
+        """Gather the contributions to `p` of every weighted member (or exactly of `among`, else
+        None) and reduce them."""
         s = self.s
         members = [m for m in s.plan.members if s.weights.get(m, 0.0) > 0]
+        if among is not None:
+            members = [m for m in members if m in among]
 
         async def one(member: str) -> Served | None:
             if member == s.me:
@@ -103,7 +114,7 @@ class MergeRunner:
 
         got = await asyncio.gather(*(one(m) for m in members))
         delivered = [(m, c) for m, c in zip(members, got, strict=True) if c is not None]
-        if not delivered:
+        if not delivered or (among is not None and len(delivered) < len(members)):
             return None
         dropped = len(members) - len(delivered)
         s.counters["contributions_missing"] += dropped
@@ -141,34 +152,63 @@ class MergeRunner:
         source = self._full_from(p)
         replicas = await asyncio.gather(*(self._replica(p, o, full=o == source) for o in owners))
         present = [(o, r) for o, r in zip(owners, replicas, strict=True) if r is not None]
-        kinds = {(r.digest, tuple(r.contributors)) for _, r in present}
         full = next((r for o, r in present if o == source), None)
-        if len(owners) == len(present) and len(kinds) == 1 and full is not None:
+        if len(present) == len(owners) and len({_kind(r) for _, r in present}) == 1 and full:
             return full, (0, None)
-        mine: Served | None = None
-        if self.s.me in owners and not self.s.corrupt:
-            mine = self.s.reduced.get(p.index)
-        if mine is None:
+        self.s.counters["partitions_checked"] += 1
+        checked = await self._check(p, present)
+        wrong = [o for o, r in present if _kind(r) in checked and checked[_kind(r)] is None]
+        good = [v for v in checked.values() if v is not None]
+        if good:
+            chosen = min(good, key=lambda v: (-len(v.contributors), v.digest))
+        else:
             self.s.counters["partitions_taken_over"] += 1
-            mine = await self._reduce(p, until=self._at(1.0))
-        if mine is None:
-            raise TimeoutError(f"partition {p.index}: no contribution reachable")
-        wrong = [o for o, r in present if r.digest != mine.digest]
-        dispute = None
-        if wrong:
-            self.s.counters["disputes"] += 1
-            dispute = MergeDispute(
-                window=self.s.plan.window,
-                stage=self.s.plan.stage,
-                part=p.index,
-                owners=[o for o, _ in present],
-                digests=[r.digest for _, r in present],
-                recomputed=mine.digest,
-                wrong=wrong,
-            )
-            log.warning("merge partition %s: owners %s served a wrong reduction", p.index, wrong)
-            await self._report(dispute)
-        return mine, (int(self.s.me not in owners or len(present) < len(owners)), dispute)
+            taken = await self._reduce(p, until=self._at(1.0))
+            if taken is None:
+                raise TimeoutError(f"partition {p.index}: no contribution reachable")
+            chosen = taken
+        dispute = await self._dispute(p, present, wrong, chosen) if wrong else None
+        return chosen, (1, dispute)
+
+    async def _check(
+        self, p: Partition, present: list[tuple[str, Served]]
+    ) -> dict[tuple[bytes, tuple[str, ...]], Served | None]:
+        """Each distinct delivered replica against its recomputation over the members it names:
+        the recomputed Served where equal, None where the replica is wrong; a replica whose
+        contributions cannot all be reached is left out (neither taken nor disputed)."""
+        out: dict[tuple[bytes, tuple[str, ...]], Served | None] = {}
+        for owner, replica in present:
+            kind = _kind(replica)
+            if kind in out:
+                continue
+            if owner == self.s.me and not self.s.corrupt:
+                out[kind] = replica  # our own reduction
+                continue
+            weighted = {m for m in self.s.plan.members if self.s.weights.get(m, 0.0) > 0}
+            if not replica.contributors or not set(replica.contributors) <= weighted:
+                out[kind] = None  # names no one, or someone outside the merge: wrong on its face
+                continue
+            again = await self._reduce(p, until=self._at(1.0), among=replica.contributors)
+            if again is not None:
+                out[kind] = again if again.digest == replica.digest else None
+        return out
+
+    async def _dispute(
+        self, p: Partition, present: list[tuple[str, Served]], wrong: list[str], chosen: Served
+    ) -> MergeDispute:
+        self.s.counters["disputes"] += 1
+        dispute = MergeDispute(
+            window=self.s.plan.window,
+            stage=self.s.plan.stage,
+            part=p.index,
+            owners=[o for o, _ in present],
+            digests=[r.digest for _, r in present],
+            recomputed=chosen.digest,
+            wrong=wrong,
+        )
+        log.warning("merge partition %s: owners %s served a wrong reduction", p.index, wrong)
+        await self._report(dispute)
+        return dispute
 
     def _values(self, p: Partition, served: Served) -> torch.Tensor:
         values = decode(self.s.fmt, served.data, p.numel)
@@ -176,3 +216,8 @@ class MergeRunner:
             return values
         assert self.s.start is not None
         return self.s.start[p.start : p.end] + values
+
+
+def _kind(replica: Served) -> tuple[bytes, tuple[str, ...]]:
+    """What makes two replicas the same reduction: the digest and the contributors named."""
+    return replica.digest, tuple(replica.contributors)

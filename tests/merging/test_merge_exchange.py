@@ -1,11 +1,17 @@
 """The butterfly exchange between real endpoints: exact fp32 average, owners and members that
 fail, a lying owner, quantized exchange within its stated error."""
 
+import asyncio
+
 import pytest
 import torch
 
 from node.merging.runner import MergeResult
-from tests.merging.kit import members, run_all, session, vectors
+from node.merging.session import CONTRIBUTION
+from p2p.admission import PeerSession
+from p2p.merge_messages import MergeFetch
+from p2p.messages import Message
+from tests.merging.kit import Member, members, run_all, session, vectors
 from training.merge import quantize
 from training.merge.reduce import weighted_mean
 
@@ -67,6 +73,42 @@ async def test_a_member_that_left_is_dropped_from_the_average(group) -> None:
     for r in results:
         assert torch.equal(r.values, exact)
         assert r.contributors == sorted(m.peer_id for m in present)
+
+
+async def test_a_slow_owner_that_left_a_member_out_is_not_disputed(group) -> None:
+    """An owner whose gather timed out on one member serves an honest reduction of fewer
+    contributions: members check it against the contributions it names, raise no dispute, and
+    all take the fuller replica."""
+    g = group[:4]
+    deadline = 6.0
+    local = vectors(4, SIZE, seed=13)
+    weights = {m.peer_id: 1.0 for m in g}
+    sessions = [session(m, g, local[i], weights, window=35) for i, m in enumerate(g)]
+    part = sessions[0].plan.partitions[0]
+    by_id = {m.peer_id: (m, s) for m, s in zip(g, sessions, strict=True)}
+    slow_owner = part.owners[1]
+    slow_member: Member = next(by_id[p][0] for p in sorted(by_id) if p not in part.owners)
+    loop = asyncio.get_running_loop()
+    release = loop.time() + 0.5 * deadline  # after the owners' gather (0.4 of the deadline)
+
+    async def slow_to_one_owner(msg: MergeFetch, peer: PeerSession) -> Message:
+        if (msg.kind, msg.part, peer.peer_id) == (CONTRIBUTION, part.index, slow_owner):
+            await asyncio.sleep(max(release - loop.time(), 0.0))
+        return await slow_member.book.on_fetch(msg, peer)
+
+    slow_member.node.endpoint.register(MergeFetch, slow_to_one_owner)
+    try:
+        results = ok(await run_all(list(zip(g, sessions, strict=True)), deadline_s=deadline))
+    finally:
+        slow_member.node.endpoint.register(MergeFetch, slow_member.book.on_fetch)
+    served = by_id[slow_owner][1].reduced[part.index]
+    assert slow_member.peer_id not in served.contributors  # it really left the member out
+    exact = weighted_mean([local[i] for i in sorted(range(4), key=lambda i: g[i].peer_id)],
+                          [1.0] * 4)  # fmt: skip
+    for r in results:
+        assert r.disputes == []
+        assert torch.equal(r.values, exact)
+    assert all(m.disputes == [] for m in g)
 
 
 async def test_a_lying_owner_is_reported_and_outvoted_by_recomputation(group) -> None:

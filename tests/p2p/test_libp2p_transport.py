@@ -159,6 +159,17 @@ async def test_large_bodies_take_the_bulk_lane(make_node: MakeNode):
     assert b.counters["bytes_in"] > 8 * MiB
 
 
+async def test_a_pull_with_a_large_reply_takes_the_bulk_lane(make_node: MakeNode):
+    a, b = await pair(make_node)
+    a.transport.set_bulk_address(b.peer_id, b.transport.bulk_address)
+    pull = await a.transport.request(b.peer_id, PROTO, Frame(b"pull", b"p"), timeout=10, bulk=True)
+    plain = await a.ask(b, Frame(b"plain", b"p"))
+    assert (pull, plain) == (Frame(b"re:pull", digest(b"p")), Frame(b"re:plain", digest(b"p")))
+    assert [(p, f.head) for p, f in b.handler.handled] == [(None, b"pull"), (a.peer_id, b"plain")]
+    assert a.counters["bulk_connections_opened"] == 1
+    assert a.counters["streams_opened"] == 1  # only the plain one went over libp2p
+
+
 @pytest.mark.parametrize("lane", ["libp2p", "bulk"])
 async def test_refusal_is_answered_without_reading_the_body(make_node: MakeNode, lane: str):
     a, b = await pair(make_node)
