@@ -1,0 +1,274 @@
+"""The devnet chain's state for one subnet, in LMDB, under subtensor's rules.
+
+It keeps uids (registration, and replacement of the lowest-emission uid outside the immunity
+period when the subnet is full), stake per hotkey, validator permits, served endpoints, weights
+(registered sender with a permit, rate limit, min allowed, max weight limit; stored max-upscaled
+to u16 as subtensor does), commit-reveal (a digest committed, revealed in the epoch
+`reveal_period` epochs later), and every `tempo` blocks a Yuma consensus epoch
+(`verification.yuma.epoch`) whose inputs and result are kept per epoch. Blocks are given by the
+caller (the chain role's clock); signatures are the caller's to check. Every extrinsic runs in
+one write transaction and raises `ChainError` before it writes, so a refused one changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import blake3
+import msgpack
+import numpy as np
+
+from node.chain.epoch_record import RESULT_FIELDS, pack_inputs, pack_result
+from node.chain.records import ChainError, ChainFault, Hyperparams, Metagraph, Neuron
+from store import ReadTxn, Store, WriteTxn
+from verification.yuma import EpochInputs, EpochResult, epoch
+
+TABLE = "chain"
+U16 = 65535
+KEEP_EPOCHS = 32
+"""Epoch records (inputs and result) kept for checking; older ones are dropped."""
+
+
+def commit_digest(hotkey: str, weights: Mapping[int, float], salt: bytes) -> bytes:
+    """What a commit publishes: a digest of the weights a reveal must match."""
+    pairs = sorted((int(u), float(w)) for u, w in weights.items())
+    return blake3.blake3(msgpack.packb([hotkey, pairs, salt])).digest()
+
+
+class DevnetLedger:
+    def __init__(self, store: Store, netuid: int, params: Hyperparams) -> None:
+        self._store = store
+        self.netuid = netuid
+        self.params = params
+        self._p = f"{netuid}/"
+
+    # queries ------------------------------------------------------------------------------
+
+    def metagraph(self, block: int) -> Metagraph:
+        with self._store.read() as txn:
+            rows = self._rows(txn)
+            neurons = tuple(
+                Neuron(
+                    uid=uid, hotkey=r["hotkey"], coldkey=r["coldkey"],
+                    stake=self._stake(txn, r["hotkey"]), validator_permit=r["permit"],
+                    last_update=r["last_update"], block_at_registration=r["registered"],
+                    endpoint=r["endpoint"], **{k: r.get(k, 0.0) for k in RESULT_FIELDS},
+                )
+                for uid, r in enumerate(rows)
+            )  # fmt: skip
+        return Metagraph(netuid=self.netuid, block=block, neurons=neurons)
+
+    def weights(self) -> dict[int, dict[int, int]]:
+        """Per validator uid, the u16 weights it set."""
+        with self._store.read() as txn:
+            return {
+                int(k.rsplit(b"/", 1)[1]): {int(u): int(w) for u, w in row.items()}
+                for k, row in txn.scan(TABLE, self._p + "w/")
+            }
+
+    def epochs(self) -> list[dict[str, Any]]:
+        with self._store.read() as txn:
+            return [dict(row) for _, row in txn.scan(TABLE, self._p + "e/")]
+
+    def totals(self) -> dict[str, dict[str, float]]:
+        """Per hotkey, the server and validator emission it received over the run."""
+        with self._store.read() as txn:
+            return {
+                k.decode().rsplit("/", 1)[1]: dict(row)
+                for k, row in txn.scan(TABLE, self._p + "t/")
+            }
+
+    # extrinsics ---------------------------------------------------------------------------
+
+    def register(self, hotkey: str, coldkey: str, block: int) -> int:
+        with self._store.write() as txn:
+            if txn.get(TABLE, self._p + f"h/{hotkey}") is not None:
+                raise ChainError(ChainFault.ALREADY_REGISTERED, hotkey)
+            rows = self._rows(txn)
+            if len(rows) < self.params.max_allowed_uids:
+                uid = len(rows)
+            else:
+                uid = self._prunable(rows, block)
+                txn.delete(TABLE, self._p + f"h/{rows[uid]['hotkey']}")
+                for kind in ("w", "b", "c"):
+                    txn.delete(TABLE, self._p + f"{kind}/{uid:05d}")
+            row = {"hotkey": hotkey, "coldkey": coldkey, "registered": block,
+                   "last_update": block, "endpoint": "", "permit": False}  # fmt: skip
+            txn.put(TABLE, self._p + f"u/{uid:05d}", row)
+            txn.put(TABLE, self._p + f"h/{hotkey}", uid)
+        return uid
+
+    def add_stake(self, hotkey: str, amount: float) -> None:
+        if not amount > 0:
+            raise ChainError(ChainFault.MALFORMED, f"stake {amount} must be > 0")
+        with self._store.write() as txn:
+            txn.put(TABLE, self._p + f"s/{hotkey}", self._stake(txn, hotkey) + float(amount))
+
+    def serve(self, hotkey: str, endpoint: str) -> None:
+        with self._store.write() as txn:
+            uid, row = self._neuron(txn, hotkey)
+            row["endpoint"] = endpoint
+            txn.put(TABLE, self._p + f"u/{uid:05d}", row)
+
+    def set_weights(self, hotkey: str, weights: Mapping[int, float], block: int) -> None:
+        if self.params.commit_reveal:
+            raise ChainError(ChainFault.WEIGHTS_REJECTED, "commit-reveal is on: commit, reveal")
+        with self._store.write() as txn:
+            uid, row = self._neuron(txn, hotkey)
+            if block - row["last_update"] < self.params.weights_rate_limit and row.get("set"):
+                raise ChainError(ChainFault.RATE_LIMITED, f"last set at block {row['last_update']}")
+            self._put_weights(txn, uid, row, weights, block)
+
+    def commit_weights(self, hotkey: str, digest: bytes, block: int) -> None:
+        if len(digest) != 32:
+            raise ChainError(ChainFault.MALFORMED, "a commit is a 32-byte digest")
+        with self._store.write() as txn:
+            uid, _ = self._neuron(txn, hotkey)
+            last = txn.get(TABLE, self._p + f"c/{uid:05d}")
+            if last is not None and block - last["block"] < self.params.weights_rate_limit:
+                raise ChainError(ChainFault.RATE_LIMITED, f"committed at block {last['block']}")
+            txn.put(TABLE, self._p + f"c/{uid:05d}", {"digest": digest, "block": block})
+
+    def reveal_weights(
+        self, hotkey: str, weights: Mapping[int, float], salt: bytes, block: int
+    ) -> None:
+        with self._store.write() as txn:
+            uid, row = self._neuron(txn, hotkey)
+            commit = txn.get(TABLE, self._p + f"c/{uid:05d}")
+            if commit is None:
+                raise ChainError(ChainFault.REVEAL_REJECTED, "nothing committed")
+            due = commit["block"] // self.params.tempo + self.params.reveal_period
+            now = block // self.params.tempo
+            if now != due:
+                raise ChainError(
+                    ChainFault.REVEAL_REJECTED,
+                    f"reveal in epoch {due}, not {now}" + (" (expired)" if now > due else ""),
+                )
+            if commit_digest(hotkey, weights, salt) != commit["digest"]:
+                raise ChainError(ChainFault.REVEAL_REJECTED, "weights do not match the commit")
+            self._put_weights(txn, uid, row, weights, block)
+            txn.delete(TABLE, self._p + f"c/{uid:05d}")
+
+    # epoch --------------------------------------------------------------------------------
+
+    def maybe_epoch(self, block: int) -> dict[str, Any] | None:
+        """Run the Yuma epoch if `tempo` blocks passed since the last one; its record."""
+        with self._store.write() as txn:
+            meta = txn.get(TABLE, self._p + "meta") or {"last_epoch": 0}
+            if block - meta["last_epoch"] < self.params.tempo:
+                return None
+            rows = self._rows(txn)
+            inputs = self._inputs(txn, rows, block, meta["last_epoch"])
+            record = {"block": block, "inputs": pack_inputs(inputs)}
+            if rows:
+                result = epoch(inputs)
+                record["result"] = pack_result(result)
+                self._apply(txn, rows, result)
+            txn.put(TABLE, self._p + f"e/{block:012d}", record)
+            meta["last_epoch"] = block
+            txn.put(TABLE, self._p + "meta", meta)
+            old = [k for k, _ in txn.scan(TABLE, self._p + "e/")][:-KEEP_EPOCHS]
+            for key in old:
+                txn.delete(TABLE, key)
+        return record
+
+    # internals ----------------------------------------------------------------------------
+
+    def _rows(self, txn: ReadTxn) -> list[dict[str, Any]]:
+        return [dict(r) for _, r in txn.scan(TABLE, self._p + "u/")]
+
+    def _stake(self, txn: ReadTxn, hotkey: str) -> float:
+        return float(txn.get(TABLE, self._p + f"s/{hotkey}") or 0.0)
+
+    def _neuron(self, txn: ReadTxn, hotkey: str) -> tuple[int, dict[str, Any]]:
+        uid = txn.get(TABLE, self._p + f"h/{hotkey}")
+        if uid is None:
+            raise ChainError(ChainFault.NOT_REGISTERED, hotkey)
+        row = txn.get(TABLE, self._p + f"u/{uid:05d}")
+        if row is None:
+            raise ChainError(ChainFault.NOT_REGISTERED, f"{hotkey}: uid {uid} has no record")
+        return int(uid), dict(row)
+
+    def _prunable(self, rows: list[dict[str, Any]], block: int) -> int:
+        """The uid to replace: lowest emission, then earliest registration, then lowest uid,
+        among those past their immunity period."""
+        mortal = [
+            (r.get("emission", 0.0), r["registered"], uid)
+            for uid, r in enumerate(rows)
+            if block - r["registered"] >= self.params.immunity_period
+        ]
+        if not mortal:
+            raise ChainError(ChainFault.SUBNET_FULL, "every uid is within its immunity period")
+        return min(mortal)[2]
+
+    def _put_weights(
+        self,
+        txn: WriteTxn,
+        uid: int,
+        row: dict[str, Any],
+        weights: Mapping[int, float],
+        block: int,
+    ) -> None:
+        if not row["permit"]:
+            raise ChainError(ChainFault.WEIGHTS_REJECTED, "no validator permit")
+        n = len(self._rows(txn))
+        if any(not 0 <= int(u) < n for u in weights) or any(
+            not (np.isfinite(w) and w >= 0) for w in weights.values()
+        ):
+            raise ChainError(ChainFault.MALFORMED, "uids must exist and weights be finite, >= 0")
+        nonzero = {int(u): float(w) for u, w in weights.items() if w > 0}
+        if len(nonzero) < min(self.params.min_allowed_weights, n):
+            raise ChainError(
+                ChainFault.WEIGHTS_REJECTED,
+                f"{len(nonzero)} weights, fewer than the {self.params.min_allowed_weights} allowed",
+            )
+        total = sum(nonzero.values())
+        if nonzero and max(nonzero.values()) / total > self.params.max_weight_limit + 1e-9:
+            raise ChainError(ChainFault.WEIGHTS_REJECTED, "a weight exceeds max_weight_limit")
+        top = max(nonzero.values(), default=1.0)
+        stored = {str(u): round(w / top * U16) for u, w in sorted(nonzero.items())}
+        txn.put(TABLE, self._p + f"w/{uid:05d}", stored)
+        row["last_update"], row["set"] = block, True
+        txn.put(TABLE, self._p + f"u/{uid:05d}", row)
+
+    def _inputs(
+        self, txn: ReadTxn, rows: list[dict[str, Any]], block: int, last_epoch: int
+    ) -> EpochInputs:
+        n = len(rows)
+        weights, bonds = np.zeros((n, n)), np.zeros((n, n))
+        for i in range(n):
+            for u, w in (txn.get(TABLE, self._p + f"w/{i:05d}") or {}).items():
+                if int(u) < n:
+                    weights[i, int(u)] = w
+            for u, b in (txn.get(TABLE, self._p + f"b/{i:05d}") or {}).items():
+                if int(u) < n:
+                    bonds[i, int(u)] = b
+        p = self.params
+        return EpochInputs(
+            stake=np.array([self._stake(txn, r["hotkey"]) for r in rows], dtype=np.float64),
+            weights=weights,
+            bonds=bonds,
+            validator_permit=np.array([r["permit"] for r in rows], dtype=bool),
+            last_update=np.array([r["last_update"] for r in rows], dtype=np.int64),
+            block_at_registration=np.array([r["registered"] for r in rows], dtype=np.int64),
+            current_block=block, tempo=p.tempo, activity_cutoff=p.activity_cutoff,
+            kappa=p.kappa, bonds_moving_average=p.bonds_moving_avg,
+            bonds_penalty=p.bonds_penalty, max_allowed_validators=p.max_allowed_validators,
+            last_epoch_block=last_epoch or None, yuma3=p.yuma3, liquid_alpha=p.liquid_alpha,
+            emission=p.emission_per_block * (block - last_epoch),
+        )  # fmt: skip
+
+    def _apply(self, txn: WriteTxn, rows: list[dict[str, Any]], result: EpochResult) -> None:
+        for uid, row in enumerate(rows):
+            row["permit"] = bool(result.new_validator_permit[uid])
+            for name in RESULT_FIELDS:
+                row[name] = float(getattr(result, name)[uid])
+            txn.put(TABLE, self._p + f"u/{uid:05d}", row)
+            bonds = {str(j): float(b) for j, b in enumerate(result.bonds[uid]) if b > 0}
+            txn.put(TABLE, self._p + f"b/{uid:05d}", bonds)
+            key = self._p + f"t/{row['hotkey']}"
+            total = dict(txn.get(TABLE, key) or {"server": 0.0, "validator": 0.0})
+            total["server"] += float(result.server_emission[uid])
+            total["validator"] += float(result.validator_emission[uid])
+            txn.put(TABLE, key, total)
