@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from node.chain.config import DevnetChainConfig
 from node.config_loader import ConfigError, build, load_toml, merge_dotted
 from node.roles import ROLE_NAMES, MinerConfig, OrchestratorConfig, ValidatorConfig
 from node.status_http import HttpConfig
@@ -48,6 +49,7 @@ class NodeConfig:
     orchestrator: OrchestratorConfig = field(default_factory=OrchestratorConfig)
     miner: MinerConfig = field(default_factory=MinerConfig)
     validator: ValidatorConfig = field(default_factory=ValidatorConfig)
+    devnet_chain: DevnetChainConfig = field(default_factory=DevnetChainConfig)
 
 
 def load_node_config(path: Path | None, overrides: dict[str, Any]) -> NodeConfig:

@@ -84,6 +84,16 @@ def coerce(value: Any, hint: Any, *, key: str, source: str) -> Any:
         item = args[0] if args else Any
         items = [coerce(v, item, key=f"{key}[{i}]", source=source) for i, v in enumerate(value)]
         return items if origin is list else tuple(items)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise fail("a table")
+        k_hint, v_hint = args or (str, Any)
+        return {
+            coerce(k, k_hint, key=key, source=source): coerce(
+                v, v_hint, key=f"{key}.{k}", source=source
+            )
+            for k, v in value.items()
+        }
     if hint is Any:
         return value
     if hint is bool:

@@ -216,6 +216,10 @@ class NodeService(Service):
             return MinerComponent(cfg.miner, ctx)
         if name == "validator":
             return ValidatorComponent(cfg.validator, ctx)
+        if name == "chain":
+            from node.chain.role import ChainComponent
+
+            return ChainComponent(cfg.devnet_chain, ctx)
         raise ValueError(f"unknown role {name!r}")
 
     def _write_endpoints(self) -> None:

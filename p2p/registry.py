@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from p2p.chain_messages import ChainCall, ChainQuery, ChainResult, ChainView
 from p2p.merge_messages import MergeChunk, MergeDispute, MergeFetch, MergeReport, MergeStart
 from p2p.messages import (
     Ack,
@@ -44,6 +45,8 @@ REQUESTS: tuple[type[Message], ...] = (
     MergeStart,
     MergeFetch,
     MergeDispute,
+    ChainCall,
+    ChainQuery,
 )
 REPLIES: dict[int, type[Message]] = {
     c.type_id: c
@@ -57,5 +60,7 @@ REPLIES: dict[int, type[Message]] = {
         WindowInfo,
         MergeReport,
         MergeChunk,
+        ChainResult,
+        ChainView,
     )
 }

@@ -71,6 +71,10 @@ class DevnetLedger:
         with self._store.read() as txn:
             return [dict(row) for _, row in txn.scan(TABLE, self._p + "e/")]
 
+    def last_epoch(self) -> int:
+        with self._store.read() as txn:
+            return int((txn.get(TABLE, self._p + "meta") or {}).get("last_epoch", 0))
+
     def totals(self) -> dict[str, dict[str, float]]:
         """Per hotkey, the server and validator emission it received over the run."""
         with self._store.read() as txn:
@@ -80,6 +84,26 @@ class DevnetLedger:
             }
 
     # extrinsics ---------------------------------------------------------------------------
+
+    def take_nonce(self, hotkey: str, nonce: int) -> None:
+        """Use up `nonce` of `hotkey`: each must be above the last one taken (no replays)."""
+        key = self._p + f"n/{hotkey}"
+        with self._store.write() as txn:
+            last = txn.get(TABLE, key)
+            if last is not None and nonce <= last:
+                raise ChainError(ChainFault.BAD_NONCE, f"nonce {nonce} is not above {last}")
+            txn.put(TABLE, key, nonce)
+
+    def genesis(self, now: float, stakes: Mapping[str, float]) -> float:
+        """The chain's start time, set (with the genesis stakes) on the first call only."""
+        with self._store.write() as txn:
+            meta = dict(txn.get(TABLE, self._p + "meta") or {"last_epoch": 0})
+            if "genesis" not in meta:
+                meta["genesis"] = now
+                for hotkey, amount in stakes.items():
+                    txn.put(TABLE, self._p + f"s/{hotkey}", float(amount))
+                txn.put(TABLE, self._p + "meta", meta)
+            return float(meta["genesis"])
 
     def register(self, hotkey: str, coldkey: str, block: int) -> int:
         with self._store.write() as txn:

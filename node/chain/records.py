@@ -16,6 +16,9 @@ class ChainFault(StrEnum):
     REVEAL_REJECTED = "reveal_rejected"
     SUBNET_FULL = "subnet_full"
     MALFORMED = "malformed"
+    BAD_SIGNATURE = "bad_signature"
+    BAD_NONCE = "bad_nonce"
+    WRONG_SUBNET = "wrong_subnet"
 
 
 class ChainError(Exception):

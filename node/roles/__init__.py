@@ -5,7 +5,7 @@ from node.roles.miner import MinerComponent, MinerConfig
 from node.roles.orchestrator import OrchestratorComponent, OrchestratorConfig
 from node.roles.validator import ValidatorComponent, ValidatorConfig
 
-ROLE_NAMES = ("orchestrator", "miner", "validator")
+ROLE_NAMES = ("orchestrator", "miner", "validator", "chain")
 
 __all__ = [
     "ROLE_NAMES",

@@ -129,3 +129,16 @@ def test_shipped_example_config_loads() -> None:
     cfg = load_node_config(example, {})
     assert cfg.node.roles == ["miner"] and cfg.store.map_size_mib == 4096
     assert cfg.admission.mode == "any-bound"
+
+
+def test_chain_role_section_takes_a_table_of_stakes(tmp_path: Path) -> None:
+    path = tmp_path / "chain.toml"
+    path.write_text(
+        '[node]\nroles = ["chain"]\n[devnet_chain]\nnetuid = 3\n'
+        "[devnet_chain.stakes]\n5Grw = 10\n[devnet_chain.params]\ntempo = 20\n"
+    )
+    cfg = load_node_config(path, {})
+    assert cfg.devnet_chain.stakes == {"5Grw": 10.0} and cfg.devnet_chain.params.tempo == 20
+    path.write_text('[node]\nroles = ["chain"]\n[devnet_chain.stakes]\n5Grw = "lots"\n')
+    with pytest.raises(ConfigError, match=r"devnet_chain\.stakes\.5Grw"):
+        load_node_config(path, {})
