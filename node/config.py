@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from node.chain.config import DevnetChainConfig
+from node.chain.config import ChainConfig, DevnetChainConfig
 from node.config_loader import ConfigError, build, load_toml, merge_dotted
 from node.roles import ROLE_NAMES, MinerConfig, OrchestratorConfig, ValidatorConfig
 from node.status_http import HttpConfig
@@ -49,6 +49,7 @@ class NodeConfig:
     orchestrator: OrchestratorConfig = field(default_factory=OrchestratorConfig)
     miner: MinerConfig = field(default_factory=MinerConfig)
     validator: ValidatorConfig = field(default_factory=ValidatorConfig)
+    chain: ChainConfig = field(default_factory=ChainConfig)
     devnet_chain: DevnetChainConfig = field(default_factory=DevnetChainConfig)
 
 

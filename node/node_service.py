@@ -18,6 +18,7 @@ from typing import Any
 
 from node import __version__
 from node.blob_server import serve_blobs
+from node.chain.link import ChainLink, load_signer
 from node.config import NodeConfig
 from node.greeter import Greeter
 from node.metrics import NodeMetrics
@@ -81,6 +82,7 @@ class NodeService(Service):
         self._binding = binding
         self._notifier = notifier or SystemdNotifier()
         self._extra = extra_services
+        self._link: ChainLink | None = None
         self._roles: list[RoleComponent[Any]] = []
         self._host: P2PHost | None = None
         self._store: Store | None = None
@@ -139,6 +141,7 @@ class NodeService(Service):
             serve_blobs(endpoint, BlobStore(store))
             peers = self._peer_book = PeerBook(host, store, self.metrics)
             hotkey = self._binding.hotkey if self._binding else None
+            link = self._chain_link(endpoint)
             ctx = RoleContext(
                 run_id=cfg.node.run_id,
                 home=self.home,
@@ -148,12 +151,13 @@ class NodeService(Service):
                 peers=peers,
                 binding_hotkey=hotkey,
                 metrics=self.metrics,
+                chain=link,
             )
             self._roles = [self._make_role(name, ctx) for name in cfg.node.roles]
             await transport.start()
             self._watch(host, transport, endpoint, greeter)
             workers = Workers(
-                [peers, greeter, *self._roles, *self._extra],
+                [peers, greeter, *([link] if link else []), *self._roles, *self._extra],
                 {"p2p-maintain": host.maintain, "watchdog": self._notifier.watchdog},
             )
             stack.callback(self._remove_endpoints)
@@ -208,6 +212,13 @@ class NodeService(Service):
             lambda: greeter.counters,
         )
 
+    def _chain_link(self, endpoint: Endpoint) -> ChainLink | None:
+        cfg = self._config.chain
+        if not cfg.network:
+            return None
+        self._link = ChainLink(cfg, endpoint, load_signer(cfg), lambda: self.p2p_addrs)
+        return self._link
+
     def _make_role(self, name: str, ctx: RoleContext) -> RoleComponent[Any]:
         cfg = self._config
         if name == "orchestrator":
@@ -253,6 +264,8 @@ class NodeService(Service):
             "refusals": dict(self.endpoint.refusals.counts) if self.endpoint else {},
             "store": self._store_stats(),
         }
+        if self._link is not None:
+            doc["chain"] = self._link.status()
         for role in self._roles:
             doc[role.name] = role.status()
         return doc

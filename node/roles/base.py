@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from node.chain.link import ChainLink
 from node.metrics import NodeMetrics
 from node.peer_book import PeerBook
 from node.service import Service, sleep_forever
@@ -27,6 +28,8 @@ class RoleContext:
     peers: PeerBook
     binding_hotkey: str | None
     metrics: NodeMetrics
+    chain: ChainLink | None = None
+    """The node's link to its subnet's chain (`[chain]`), if it has one."""
 
 
 ConfigT = TypeVar("ConfigT")

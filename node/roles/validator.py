@@ -9,25 +9,23 @@ and each miner's incentive.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from node.auditing.auditor import Auditor, AuditSettings, run_audits
 from node.auditing.records import AuditRecords
+from node.chain.weight_setter import WeightPolicy, WeightSetter
 from node.merging.disputes import DisputeLog
 from node.roles.base import RoleComponent, RoleContext
 from node.service import sleep_forever
 from verification.scores import Decay, book, incentives, scores
 
-ChainName = Literal["devnet", "local", "test", "finney"]
-
 
 @dataclass(kw_only=True, slots=True)
 class ValidatorConfig:
-    netuid: int = 9
-    chain: ChainName = "devnet"
     audit: bool = True
     """Run the audit loop (needs an admitted orchestrator)."""
     orchestrator: str = ""
@@ -46,10 +44,17 @@ class ValidatorConfig:
     timeout_s: float = 30.0
     t_decay: int = 10
     """The score book's step decay: a window's score counts while its age is at most this."""
+    weights_interval: int = 100
+    """Blocks between two weight settings on the chain (`[chain]`; within its rate limit)."""
+    burn_uid: int = -1
+    """The subnet owner's uid that `burn_fraction` of the weight goes to (-1: none)."""
+    burn_fraction: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.netuid < 65536:
-            raise ValueError(f"validator.netuid must be in 0..65535, got {self.netuid}")
+        if self.weights_interval < 1 or not 0 <= self.burn_fraction <= 1:
+            raise ValueError("validator.weights_interval must be >= 1, burn_fraction in [0, 1]")
+        if self.burn_fraction > 0 and self.burn_uid < 0:
+            raise ValueError("validator.burn_fraction needs a validator.burn_uid")
         if min(self.miners_per_window, self.t_decay, self.commit_ahead - 1) < 0 or self.threads < 1:
             raise ValueError("validator.miners_per_window and t_decay must be >= 0, threads >= 1")
         for name in ("tick_s", "timeout_s"):
@@ -79,6 +84,20 @@ class ValidatorComponent(RoleComponent[ValidatorConfig]):
             ),
         )
         self.decay = Decay(t_decay=config.t_decay)
+        self.weights: WeightSetter | None = None
+        if ctx.chain is not None:
+            policy = WeightPolicy(
+                interval_blocks=config.weights_interval,
+                burn_uid=config.burn_uid if config.burn_uid >= 0 else None,
+                burn_fraction=config.burn_fraction,
+            )
+            self.weights = WeightSetter(ctx.chain, self.incentives, self._hotkey_of, policy)
+            ctx.metrics.watch_counters(
+                "tessera_weights_set",
+                "Weight settings on the chain by outcome",
+                "outcome",
+                lambda: self.weights.counters if self.weights else {},
+            )
         self.disputes = DisputeLog(ctx.store, ctx.run_id)
         self.disputes.register(ctx.endpoint)
         metrics = ctx.metrics
@@ -96,9 +115,20 @@ class ValidatorComponent(RoleComponent[ValidatorConfig]):
         )
 
     async def run(self) -> None:
+        if self.weights is not None:
+            self.manager.run_task("weights", self._set_weights(self.weights))
         if not self.config.audit:
             await sleep_forever()
         await run_audits(self.auditor, self.config.tick_s)
+
+    async def _set_weights(self, setter: WeightSetter) -> None:
+        while True:
+            await setter.tick()
+            await asyncio.sleep(self.config.tick_s)
+
+    def _hotkey_of(self, peer: str) -> str | None:
+        session = self.ctx.endpoint.sessions.get(peer)
+        return session.hotkey if session is not None else None
 
     def _orchestrator(self) -> str | None:
         sessions = self.ctx.endpoint.sessions
@@ -125,8 +155,7 @@ class ValidatorComponent(RoleComponent[ValidatorConfig]):
         for (miner, window), s in sorted(scores(records).items()):
             windows.setdefault(miner, {})[str(window)] = s
         return {
-            "chain": self.config.chain,
-            "netuid": self.config.netuid,
+            "weights": self.weights.status() if self.weights else None,
             "hotkey": self.ctx.binding_hotkey,
             "orchestrator": self._orchestrator(),
             "window": self.auditor.current_window,

@@ -75,7 +75,7 @@ def test_status_prints_a_table(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         lines = result.stdout.splitlines()
         assert any(re.match(rf"peer_id\s+{endpoints['peer_id']}$", line) for line in lines)
-        assert any(re.match(r"validator\.netuid\s+9$", line) for line in lines)
+        assert any(re.match(r"validator\.scores\.t_decay\s+10$", line) for line in lines)
         assert any(re.match(r"hotkey\s+5\w+$", line) for line in lines)  # binding loaded
     finally:
         proc.send_signal(signal.SIGTERM)

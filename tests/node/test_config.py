@@ -52,7 +52,7 @@ capacity = 2
     assert cfg.store.map_size_mib == 128  # --set beats file
     assert cfg.miner.capacity == 2.0 and isinstance(cfg.miner.capacity, float)
     assert cfg.p2p.bootstrap == ["/ip4/127.0.0.1/tcp/1/p2p/x"]
-    assert cfg.validator.netuid == NodeConfig().validator.netuid  # untouched default
+    assert cfg.validator.t_decay == NodeConfig().validator.t_decay  # untouched default
 
 
 def test_unknown_key_names_key_and_file(tmp_path: Path) -> None:
