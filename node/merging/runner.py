@@ -138,18 +138,9 @@ class MergeRunner:
         kind = REDUCED if full else DIGEST
         return await fetch_part(self._ep, self.s, owner, p.index, kind, until=until)
 
-    def _full_from(self, p: Partition) -> str:
-        """The owner this member takes `p`'s bytes from (itself when it owns `p`); the other
-        owner only sends its digest. Members alternate, so owners serve alike."""
-        owners = p.owners
-        if self.s.me in owners:
-            return self.s.me
-        index = self.s.plan.members.index(self.s.me)
-        return owners[(index + p.index) % len(owners)]
-
     async def _settle(self, p: Partition) -> tuple[Served, tuple[int, MergeDispute | None]]:
         owners = p.owners
-        source = self._full_from(p)
+        source = self.s.plan.source(self.s.me, p)
         replicas = await asyncio.gather(*(self._replica(p, o, full=o == source) for o in owners))
         present = [(o, r) for o, r in zip(owners, replicas, strict=True) if r is not None]
         full = next((r for o, r in present if o == source), None)

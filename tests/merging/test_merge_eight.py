@@ -32,3 +32,5 @@ async def test_eight_honest_members_agree_without_disputes(tmp_path: Path, busy:
     assert counters["contributions_missing"] == 0
     for result in outcome.results:
         assert result.contributors == sorted(n.endpoint.peer_id for n in nodes if n.endpoint)
+    for s in outcome.sessions:  # every payload fetched once: what the plan says each serves
+        assert s.counters["bytes_sent"] == s.plan.bytes_sent(s.me, lambda k: 4 * k)

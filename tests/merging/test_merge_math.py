@@ -40,6 +40,21 @@ def test_plan_is_pure_covers_the_vector_and_balances_owners(n: int) -> None:
         assert [p.owners for p in other.partitions] != [p.owners for p in plan.partitions]
 
 
+@pytest.mark.parametrize("n", [2, 3, 4, 8])
+def test_plan_traffic_is_three_n_minus_four_partition_copies(n: int) -> None:
+    """Per partition: n - 2 members send to both owners and each owner to the other (2n - 2
+    contributions), and the n - 2 non-owners take its bytes from one owner."""
+    members = [f"peer{i}" for i in range(n)]
+    plan = make_plan("run", 5, 0, members, 1200)
+    sent = {m: plan.bytes_sent(m, lambda k: 4 * k) for m in members}
+    assert sum(sent.values()) == 4 * 1200 * (3 * n - 4)
+    for m in members:
+        taken = [plan.source(m, p) for p in plan.partitions]
+        assert all(s in p.owners for s, p in zip(taken, plan.partitions, strict=True))
+        assert all(s == m for s, p in zip(taken, plan.partitions, strict=True) if m in p.owners)
+    assert max(sent.values()) - min(sent.values()) <= 4 * n  # alike, but for rounding
+
+
 def test_plan_refuses_bad_membership() -> None:
     with pytest.raises(ValueError):
         make_plan("run", 0, 0, ["a", "a"], 10)

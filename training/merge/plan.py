@@ -10,7 +10,7 @@ order, are the partition's fallback owners when both owners fail to deliver.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import blake3
@@ -47,6 +47,28 @@ class MergePlan:
 
     def owned_by(self, peer: str) -> list[Partition]:
         return [p for p in self.partitions if peer in p.owners]
+
+    def source(self, member: str, p: Partition) -> str:
+        """The owner `member` takes `p`'s bytes from (itself when it owns `p`); it takes only
+        the digest from the other owner. The non-owners alternate between the owners, the first
+        owner taking the odd one out; every member is the first owner of exactly one partition,
+        so owners serve alike."""
+        if member in p.owners:
+            return member
+        takers = [m for m in self.members if m not in p.owners]
+        return p.owners[takers.index(member) % len(p.owners)]
+
+    def bytes_sent(self, member: str, encoded: Callable[[int], int]) -> int:
+        """Payload bytes `member` serves when every fetch succeeds once: its contribution to
+        each partition's other owners, and its reductions to the members that take them from
+        it. `encoded(numel)` is the exchange format's size of `numel` values."""
+        total = 0
+        for p in self.partitions:
+            total += encoded(p.numel) * sum(1 for o in p.owners if o != member)
+            if member in p.owners:
+                takers = [m for m in self.members if m != member and self.source(m, p) == member]
+                total += encoded(p.numel) * len(takers)
+        return total
 
 
 def seed(run: str, window: int, stage: int, members: Sequence[str]) -> int:
