@@ -18,7 +18,7 @@ from typing import Any
 
 from node import __version__
 from node.blob_server import serve_blobs
-from node.chain.link import ChainLink, load_signer
+from node.chain.link import ChainLink, load_wallet
 from node.config import NodeConfig
 from node.greeter import Greeter
 from node.metrics import NodeMetrics
@@ -216,7 +216,7 @@ class NodeService(Service):
         cfg = self._config.chain
         if not cfg.network:
             return None
-        self._link = ChainLink(cfg, endpoint, load_signer(cfg), lambda: self.p2p_addrs)
+        self._link = ChainLink(cfg, endpoint, load_wallet(cfg), lambda: self.p2p_addrs)
         return self._link
 
     def _make_role(self, name: str, ctx: RoleContext) -> RoleComponent[Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from node.chain.bittensor_chain import NETWORKS
 from node.chain.records import Hyperparams
 
 
@@ -33,6 +34,9 @@ class ChainConfig:
             raise ValueError(f"chain.netuid must be in 0..65535, got {self.netuid}")
         if not (math.isfinite(self.refresh_s) and self.refresh_s > 0):
             raise ValueError("chain.refresh_s must be a positive number of seconds")
+        known = ("", "devnet", *NETWORKS)
+        if self.network not in known and not self.network.startswith(("ws://", "wss://")):
+            raise ValueError(f"chain.network must be one of {known} or a ws(s):// URL")
         if self.network and not self.wallet_name:
             raise ValueError("chain.wallet_name: a chain needs the hotkey that signs for this node")
 

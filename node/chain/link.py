@@ -1,7 +1,8 @@
-"""The node's link to its subnet's chain (`[chain]`): the chain client, the metagraph read again
-every `refresh_s`, and this hotkey's uid; on request it registers the hotkey and serves the
-node's multiaddr. Chain errors are counted and shown, never fatal: the node goes on without a
-fresh metagraph until the chain answers again.
+"""The node's link to its subnet's chain (`[chain]`): the chain client (`DevnetChain` for a
+devnet, `BittensorChain` for a bittensor network), the metagraph read again every `refresh_s`,
+and this hotkey's uid; on request it registers the hotkey and serves the node's multiaddr.
+Chain errors are counted and shown, never fatal: the node goes on without a fresh metagraph
+until the chain answers again.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from node.chain.bittensor_chain import BittensorChain
 from node.chain.client import ChainClient
 from node.chain.config import ChainConfig
 from node.chain.devnet_client import DevnetChain
@@ -23,16 +25,14 @@ from p2p.endpoint import Endpoint
 log = logging.getLogger(__name__)
 
 
-def load_signer(config: ChainConfig) -> HotkeySigner:
-    """The hotkey keypair of `config`'s wallet (its secret stays in the wallet's keyfile)."""
+def load_wallet(config: ChainConfig) -> Any:
+    """`config`'s bittensor wallet (secrets stay in its keyfiles until a call needs them)."""
     from pathlib import Path
 
     from bittensor_wallet import Wallet
 
     path = Path(config.wallet_path).expanduser()
-    wallet = Wallet(name=config.wallet_name, hotkey=config.wallet_hotkey, path=str(path))
-    signer: HotkeySigner = wallet.hotkey
-    return signer
+    return Wallet(name=config.wallet_name, hotkey=config.wallet_hotkey, path=str(path))
 
 
 class ChainLink(Service):
@@ -40,13 +40,15 @@ class ChainLink(Service):
         self,
         config: ChainConfig,
         endpoint: Endpoint,
-        signer: HotkeySigner,
+        wallet: Any,
         listen_addrs: Callable[[], list[str]],
     ) -> None:
+        """`wallet`: a bittensor wallet, or (devnet) just a hotkey keypair."""
         super().__init__()
         self.config = config
         self._ep = endpoint
-        self._signer = signer
+        self._wallet = wallet
+        self._signer: HotkeySigner = wallet.hotkey if hasattr(wallet, "coldkeypub") else wallet
         self._addrs = listen_addrs
         self._client: ChainClient | None = None
         self.metagraph: Metagraph | None = None
@@ -60,12 +62,16 @@ class ChainLink(Service):
 
     @property
     def client(self) -> ChainClient | None:
-        if self._client is None and self.config.network == "devnet":
-            peer = self.config.chain_peer or next(
-                (p for p, s in sorted(self._ep.sessions.items()) if "chain" in s.roles), ""
-            )
-            if peer:
-                self._client = DevnetChain(self._ep, peer, self._signer)
+        if self._client is not None or not self.config.network:
+            return self._client
+        if self.config.network != "devnet":
+            self._client = BittensorChain(self._wallet, network=self.config.network)
+            return self._client
+        peer = self.config.chain_peer or next(
+            (p for p, s in sorted(self._ep.sessions.items()) if "chain" in s.roles), ""
+        )
+        if peer:
+            self._client = DevnetChain(self._ep, peer, self._signer)
         return self._client
 
     async def run(self) -> None:
@@ -113,3 +119,9 @@ class ChainLink(Service):
             "counters": dict(self.counters),
             "last_error": self.last_error,
         }
+
+
+def _same(served: str | None, addr: str) -> bool:
+    """Whether the chain already holds `addr`: whole, or its ip/port part where the chain keeps
+    only that (a bittensor axon has no room for the peer id)."""
+    return served is not None and served in (addr, addr.split("/p2p/")[0])

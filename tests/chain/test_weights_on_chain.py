@@ -86,3 +86,19 @@ async def test_nodes_register_serve_and_validators_set_weights(tmp_path: Path) -
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def test_a_bittensor_network_gets_the_sdk_client_and_an_axon_counts_as_served(
+    tmp_path: Path,
+) -> None:
+    from node.chain.bittensor_chain import BittensorChain
+    from node.chain.config import ChainConfig
+    from node.chain.link import ChainLink, _same
+
+    hotkey = make_hotkey(tmp_path, "v")
+    config = ChainConfig(network="test", netuid=9, wallet_name="v")
+    link = ChainLink(config, None, hotkey, lambda: [])  # type: ignore[arg-type]
+    assert isinstance(link.client, BittensorChain) and link.client.hotkey == hotkey.ss58_address
+    addr = "/ip4/1.2.3.4/tcp/4001/p2p/12D3KooWabc"
+    assert _same(addr, addr) and _same("/ip4/1.2.3.4/tcp/4001", addr)
+    assert not _same("/ip4/1.2.3.4/tcp/4002", addr) and not _same(None, addr)
