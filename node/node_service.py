@@ -33,6 +33,7 @@ from node.roles import (
 from node.sdnotify import SystemdNotifier
 from node.service import Service, close_bounded, run_service, sleep_forever
 from node.status_http import StatusServer, build_app
+from p2p.admission import RegisteredHotkeys
 from p2p.binding import HotkeyBinding
 from p2p.endpoint import Endpoint
 from p2p.host import P2PHost
@@ -216,7 +217,12 @@ class NodeService(Service):
         cfg = self._config.chain
         if not cfg.network:
             return None
-        self._link = ChainLink(cfg, endpoint, load_wallet(cfg), lambda: self.p2p_addrs)
+        policy = endpoint.admission
+        self._link = ChainLink(
+            cfg, endpoint, load_wallet(cfg), lambda: self.p2p_addrs,
+            admission=policy if isinstance(policy, RegisteredHotkeys) else None,
+            dial=self._host.connect if self._host else None,
+        )  # fmt: skip
         return self._link
 
     def _make_role(self, name: str, ctx: RoleContext) -> RoleComponent[Any]:

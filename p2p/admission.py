@@ -1,7 +1,8 @@
 """Admission: which peers may talk to this node, decided at Hello from their hotkey binding.
 
-A policy is an interface so the chain's metagraph can stand behind it later; here an allowlist of
-hotkeys (the devnet's) and an open policy that still requires a valid binding.
+A policy is an interface: an allowlist of hotkeys (the devnet's), an open policy that still
+requires a valid binding, and the subnet's metagraph (`RegisteredHotkeys`, kept current by the
+node's chain link): a registered hotkey, and for the validator role a validator permit.
 """
 
 from __future__ import annotations
@@ -21,6 +22,14 @@ class AdmissionPolicy(Protocol):
         """Whether a peer with this (verified) hotkey, or None for no binding, may join."""
         ...
 
+    def refusal(self, hotkey: str | None, roles: list[str]) -> Refused:
+        """Why such a peer may not join (when `allows` says no)."""
+        ...
+
+
+def _not_allowed(hotkey: str | None, roles: list[str]) -> Refused:
+    return Refused(Reason.NOT_ALLOWED, f"hotkey {hotkey} with roles {roles} not admitted")
+
 
 class HotkeyAllowlist:
     """Admit peers whose binding names one of `hotkeys`; `unbound_roles` may join without one."""
@@ -34,6 +43,9 @@ class HotkeyAllowlist:
             return bool(roles) and set(roles) <= self._unbound_roles
         return hotkey in self.hotkeys
 
+    def refusal(self, hotkey: str | None, roles: list[str]) -> Refused:
+        return _not_allowed(hotkey, roles)
+
 
 class AnyBoundPeer:
     """Admit any peer with a valid binding, and unbound peers only in `unbound_roles`."""
@@ -43,6 +55,41 @@ class AnyBoundPeer:
 
     def allows(self, hotkey: str | None, roles: list[str]) -> bool:
         return hotkey is not None or (bool(roles) and set(roles) <= self._unbound_roles)
+
+    def refusal(self, hotkey: str | None, roles: list[str]) -> Refused:
+        return _not_allowed(hotkey, roles)
+
+
+class RegisteredHotkeys:
+    """Admit peers whose bound hotkey is registered on the subnet (the validator role also needs a
+    validator permit), `hotkeys` always (e.g. the devnet chain node's) and `unbound_roles`
+    without a binding. The node's chain link replaces the registered sets after each metagraph
+    read; until the first one, only `hotkeys` and `unbound_roles` get in."""
+
+    def __init__(self, hotkeys: Iterable[str], *, unbound_roles: Iterable[str] = ()) -> None:
+        self.always = set(hotkeys)
+        self._unbound_roles = set(unbound_roles)
+        self.registered: frozenset[str] = frozenset()
+        self.permitted: frozenset[str] = frozenset()
+
+    def update(self, registered: Iterable[str], permitted: Iterable[str]) -> None:
+        self.registered, self.permitted = frozenset(registered), frozenset(permitted)
+
+    def allows(self, hotkey: str | None, roles: list[str]) -> bool:
+        if hotkey is None:
+            return bool(roles) and set(roles) <= self._unbound_roles
+        if hotkey in self.always:
+            return True
+        return hotkey in self.registered and ("validator" not in roles or hotkey in self.permitted)
+
+    def refusal(self, hotkey: str | None, roles: list[str]) -> Refused:
+        if hotkey is not None and hotkey not in self.registered:
+            return Refused(
+                Reason.NOT_REGISTERED, f"hotkey {hotkey} is not registered on the subnet"
+            )
+        if hotkey is not None and "validator" in roles:
+            return Refused(Reason.NOT_ALLOWED, f"validator {hotkey} has no validator permit")
+        return _not_allowed(hotkey, roles)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,18 +119,22 @@ def verify_hello_binding(
 @dataclass(kw_only=True, slots=True)
 class AdmissionConfig:
     mode: str = "any-bound"
-    """`allowlist`: only `hotkeys` may join; `any-bound`: any peer with a valid hotkey binding."""
+    """`allowlist`: only `hotkeys` may join; `any-bound`: any peer with a valid hotkey binding;
+    `metagraph`: hotkeys registered on the subnet of `[chain]` (validators with a permit), and
+    `hotkeys` always."""
     hotkeys: list[str] = field(default_factory=list)
     unbound_roles: list[str] = field(default_factory=list)
     """Roles a peer may hold without a hotkey binding (e.g. a self-hosted orchestrator)."""
 
     def __post_init__(self) -> None:
-        if self.mode not in ("allowlist", "any-bound"):
+        if self.mode not in ("allowlist", "any-bound", "metagraph"):
             raise ValueError(
-                f"admission.mode must be 'allowlist' or 'any-bound', got {self.mode!r}"
+                f"admission.mode must be 'allowlist', 'any-bound' or 'metagraph', got {self.mode!r}"
             )
 
     def build(self) -> AdmissionPolicy:
         if self.mode == "allowlist":
             return HotkeyAllowlist(self.hotkeys, unbound_roles=self.unbound_roles)
+        if self.mode == "metagraph":
+            return RegisteredHotkeys(self.hotkeys, unbound_roles=self.unbound_roles)
         return AnyBoundPeer(unbound_roles=self.unbound_roles)

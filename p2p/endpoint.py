@@ -67,6 +67,10 @@ class Endpoint:
     def peer_id(self) -> str:
         return self._key.peer_id
 
+    @property
+    def admission(self) -> AdmissionPolicy:
+        return self._admission
+
     def register(
         self, cls: type[M], handler: Callable[[M, PeerSession], Awaitable[Message]]
     ) -> None:
@@ -158,9 +162,7 @@ class Endpoint:
             intro.binding, peer_id=peer_id, run=self.run, now=self._clock()
         )
         if not self._admission.allows(hotkey, list(intro.roles)):
-            raise Refused(
-                Reason.NOT_ALLOWED, f"hotkey {hotkey} with roles {intro.roles} not admitted"
-            )
+            raise self._admission.refusal(hotkey, list(intro.roles))
         session = PeerSession(peer_id, hotkey, tuple(intro.roles), intro.capacity, intro.bulk_addr)
         self.sessions[peer_id] = session
         if intro.bulk_addr and isinstance(self._transport, SupportsBulkLane):

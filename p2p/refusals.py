@@ -27,6 +27,7 @@ class Reason(StrEnum):
     UNKNOWN_SENDER = "unknown_sender"
     BAD_BINDING = "bad_binding"
     NOT_ALLOWED = "not_allowed"
+    NOT_REGISTERED = "not_registered"
     REPLAY = "replay"
     STALE = "stale"
     TOO_LARGE = "too_large"

@@ -1,8 +1,10 @@
 """The node's link to its subnet's chain (`[chain]`): the chain client (`DevnetChain` for a
 devnet, `BittensorChain` for a bittensor network), the metagraph read again every `refresh_s`,
 and this hotkey's uid; on request it registers the hotkey and serves the node's multiaddr.
-Chain errors are counted and shown, never fatal: the node goes on without a fresh metagraph
-until the chain answers again.
+Under metagraph admission each read replaces the admitted hotkeys, drops the sessions of peers
+whose hotkey left the subnet, and dials the multiaddrs served on the chain, so a node needs
+only `[chain]` to find its subnet. Chain errors are counted and shown, never fatal: the node
+goes on without a fresh metagraph until the chain answers again.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from node.chain.bittensor_chain import BittensorChain
@@ -19,6 +21,7 @@ from node.chain.config import ChainConfig
 from node.chain.devnet_client import DevnetChain
 from node.chain.records import ChainError, Metagraph
 from node.service import Service
+from p2p.admission import RegisteredHotkeys
 from p2p.binding import HotkeySigner
 from p2p.endpoint import Endpoint
 
@@ -42,13 +45,19 @@ class ChainLink(Service):
         endpoint: Endpoint,
         wallet: Any,
         listen_addrs: Callable[[], list[str]],
+        *,
+        admission: RegisteredHotkeys | None = None,
+        dial: Callable[[str], Awaitable[object]] | None = None,
     ) -> None:
-        """`wallet`: a bittensor wallet, or (devnet) just a hotkey keypair."""
+        """`wallet`: a bittensor wallet, or (devnet) just a hotkey keypair. `admission` and
+        `dial`: the node's metagraph admission and how it connects to an address."""
         super().__init__()
         self.config = config
         self._ep = endpoint
         self._wallet = wallet
         self._signer: HotkeySigner = wallet.hotkey if hasattr(wallet, "coldkeypub") else wallet
+        self._admission = admission
+        self._dial = dial
         self._addrs = listen_addrs
         self._client: ChainClient | None = None
         self.metagraph: Metagraph | None = None
@@ -105,7 +114,39 @@ class ChainLink(Service):
             self.counters["served"] += 1
         self.metagraph, self.uid = graph, uid
         self.counters["refreshed"] += 1
+        if self._admission is not None:
+            self.admit_from(graph, self._admission)
+            await self._discover(graph)
         return graph
+
+    def admit_from(self, graph: Metagraph, admission: RegisteredHotkeys) -> list[str]:
+        """Admit the metagraph's hotkeys from now on; drop (and return) the sessions of peers it
+        no longer admits."""
+        admission.update(
+            (n.hotkey for n in graph.neurons),
+            (n.hotkey for n in graph.neurons if n.validator_permit),
+        )
+        sessions = self._ep.sessions
+        gone = [p for p, s in sessions.items() if not admission.allows(s.hotkey, list(s.roles))]
+        for peer in gone:
+            del sessions[peer]
+            self.counters["dropped"] += 1
+            log.info("chain: %s left the subnet; session dropped", peer)
+        return gone
+
+    async def _discover(self, graph: Metagraph) -> None:
+        if self._dial is None:
+            return
+        for n in graph.neurons:
+            peer = n.endpoint.rsplit("/p2p/", 1)[-1] if "/p2p/" in n.endpoint else ""
+            if not peer or peer == self._ep.peer_id or peer in self._ep.sessions:
+                continue
+            try:
+                await self._dial(n.endpoint)
+                self.counters["dialled"] += 1
+            except Exception as exc:  # an unreachable peer: tried again at the next read
+                self.counters["dial_failed"] += 1
+                log.info("chain: cannot dial %s: %s", n.endpoint, exc)
 
     def status(self) -> dict[str, Any]:
         graph = self.metagraph
