@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tessera {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from node import devnet, keygen, status_cmd
+    from node import keygen, status_cmd
+    from node.devnet import command as devnet
 
     keygen.add_parser(sub)
     _node_parser(sub)

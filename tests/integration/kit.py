@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from node.devnet_net import Devnet, DevnetPlan
+from node.devnet.net import Devnet, DevnetPlan
 
 TINY_RUN: dict[str, Any] = {
     "model": "tiny",

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from node.devnet_net import DevnetPlan, toml_value
-from node.devnet_progress import ProgressView, progress_line
-from node.devnet_summary import audit_summary, build_summary, write_summary
+from node.devnet.net import DevnetPlan, toml_value
+from node.devnet.progress import ProgressView, progress_line
+from node.devnet.summary import audit_summary, build_summary, write_summary
 from tests.node.procs import run_tessera
 
 

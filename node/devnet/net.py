@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node.devnet_procs import DevnetNode, NodeSpec, fetch_statuses
+from node.devnet.procs import DevnetNode, NodeSpec, fetch_statuses
 
 RUN_FLAGS = (
     "model",

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from node.devnet_net import Devnet
-from node.devnet_progress import ProgressView
-from node.devnet_summary import audit_summary, build_summary, write_summary
+from node.devnet.net import Devnet
+from node.devnet.progress import ProgressView
+from node.devnet.summary import audit_summary, build_summary, write_summary
 
 INTERRUPTED = 130
 

@@ -19,9 +19,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from node.devnet_net import Devnet, DevnetPlan
-from node.devnet_procs import all_admitted, fetch_statuses, print_table
-from node.devnet_train import RunFollower
+from node.devnet.net import Devnet, DevnetPlan
+from node.devnet.procs import all_admitted, fetch_statuses, print_table
+from node.devnet.train import RunFollower
 
 # The `make devnet` run: 4 windows of the small model in a few minutes on 2 CPU cores.
 DEFAULTS = {"batch_size": 8, "seq_len": 128, "batches_per_window": 64, "accumulate": 8, "lr": 3e-3}
