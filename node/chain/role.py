@@ -107,11 +107,26 @@ class ChainComponent(RoleComponent[DevnetChainConfig]):
 
     def status(self) -> dict[str, Any]:
         graph = self.ledger.metagraph(self.block())
+        totals = self.ledger.totals()
         return {
             "netuid": self.config.netuid,
             "block": graph.block,
             "uids": len(graph.neurons),
             "last_epoch": self.ledger.last_epoch(),
+            "epochs": self.counters["epochs"],
+            "neurons": [
+                {
+                    "uid": n.uid,
+                    "hotkey": n.hotkey,
+                    "stake": n.stake,
+                    "validator_permit": n.validator_permit,
+                    "incentive": n.incentive,
+                    "dividends": n.dividends,
+                    "emission": n.emission,
+                    **{f"{k}_emission_total": v for k, v in totals.get(n.hotkey, {}).items()},
+                }
+                for n in graph.neurons
+            ],
             "counters": dict(self.counters),
         }
 

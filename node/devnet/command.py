@@ -90,6 +90,13 @@ def add_parser(sub: Any) -> None:
         help="seconds to wait after the run for the validators to audit its last window (120)",
     )
     p.add_argument(
+        "--chain",
+        action="store_true",
+        help="run a devnet chain node: every node registers, validators are staked at genesis "
+        "and set weights each tempo, and Yuma epochs pay out (table and summary per uid)",
+    )
+    p.add_argument("--tempo", type=int, default=20, help="chain blocks (1 s) per epoch (20)")
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -126,6 +133,8 @@ def plan_from_args(args: argparse.Namespace) -> DevnetPlan:
         data_cache=args.data_cache,
         sets=list(args.set),
         faults=list(args.faults),
+        chain=args.chain,
+        tempo=args.tempo,
     )
 
 

@@ -1,4 +1,6 @@
-"""A devnet's nodes and their command lines: one orchestrator, validators and miners on loopback.
+"""A devnet's nodes and their command lines: one orchestrator, validators and miners on loopback,
+and with `chain` a devnet chain node that every other node registers on (validators staked at
+genesis, setting weights every tempo).
 
 `DevnetPlan` says what to run (how many nodes, which run to train, extra `--set`s); `Devnet`
 creates the homes (key, test wallet, hotkey binding), starts the orchestrator first and everyone
@@ -32,6 +34,11 @@ DEVNET_LEASE_K = 8.0
 """Lease deadline = k x the stage's observed hop latency (the node default is 3)."""
 
 
+def toml_inline(table: dict[str, Any]) -> str:
+    """A flat dict as a TOML inline table."""
+    return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in table.items()) + "}"
+
+
 def toml_value(value: Any) -> str:
     """A Python value as the TOML literal `--set` expects (strings quoted)."""
     if isinstance(value, bool):
@@ -60,6 +67,11 @@ class DevnetPlan:
     faults: list[str] = field(default_factory=list)
     """Cheating miners: miner i runs `--fault faults[i]` (the rest are honest). With faults,
     the validators audit every miner of every window."""
+    chain: bool = False
+    """Run a devnet chain node (`--role chain`) for the subnet."""
+    tempo: int = 20
+    """The chain's blocks per Yuma epoch (and the validators' weights interval)."""
+    block_time_s: float = 1.0
 
     def __post_init__(self) -> None:
         if len(self.faults) > self.miner_count:
@@ -74,7 +86,32 @@ class DevnetPlan:
         out += [NodeSpec(name=f"validator{i}", role="validator") for i in range(self.validators)]
         faults = self.faults + [""] * (self.miner_count - len(self.faults))
         out += [NodeSpec(name=f"miner{i}", role="miner", fault=f) for i, f in enumerate(faults)]
+        if self.chain:
+            out.append(NodeSpec(name="chain", role="chain"))
         return out
+
+    def chain_sets(self, spec: NodeSpec, root: Path, hotkeys: dict[str, str]) -> list[str]:
+        """One node's chain settings: the chain node's genesis (the validators staked) and
+        subnet, everyone else's link to it (registering and serving its own hotkey)."""
+        if not self.chain:
+            return []
+        if spec.role == "chain":
+            stakes = {hotkeys[n]: 1000.0 for n in hotkeys if n.startswith("validator")}
+            params = {"tempo": self.tempo, "weights_rate_limit": self.tempo // 2}
+            return [
+                f"devnet_chain.block_time_s={self.block_time_s}",
+                f"devnet_chain.stakes={toml_inline(stakes)}",
+                f"devnet_chain.params={toml_inline(params)}",
+            ]
+        return [
+            'chain.network="devnet"',
+            "chain.register=true",
+            "chain.serve=true",
+            f"chain.refresh_s={max(self.block_time_s * 2, 1.0)}",
+            f"chain.wallet_name={toml_value(spec.name)}",
+            f"chain.wallet_path={toml_value(str(root / 'wallets'))}",
+            f"validator.weights_interval={self.tempo}",
+        ]
 
     def node_sets(self, root: Path) -> list[str]:
         """The `KEY=VALUE` overrides every node gets (the run is only read by the orchestrator,
@@ -121,6 +158,10 @@ class Devnet:
     def validators(self) -> list[DevnetNode]:
         return [n for n in self.nodes if n.spec.role == "validator"]
 
+    @property
+    def chain(self) -> DevnetNode | None:
+        return next((n for n in self.nodes if n.spec.role == "chain"), None)
+
     def node(self, name: str) -> DevnetNode:
         for node in self.nodes:
             if node.name == name:
@@ -142,15 +183,21 @@ class Devnet:
 
         Raises RuntimeError when a node exits or is not ready in time (call `stop` anyway)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        hotkeys = [node.prepare_identity() for node in self.nodes]
-        args = self.common_args(hotkeys)
+        hotkeys = {node.name: node.prepare_identity() for node in self.nodes}
+        args = self.common_args(list(hotkeys.values()))
+
+        def own(node: DevnetNode) -> list[str]:
+            sets = self.plan.chain_sets(node.spec, self.root, hotkeys)
+            return args + [a for s in sets for a in ("--set", s)]
+
         orchestrator, *others = self.nodes
-        await orchestrator.start(bootstrap=[], extra_args=args, timeout=timeout)
+        await orchestrator.start(bootstrap=[], extra_args=own(orchestrator), timeout=timeout)
         boot = orchestrator.endpoints["p2p"]
         try:
             async with asyncio.TaskGroup() as group:  # one failing cancels the others' waits
                 for node in others:
-                    group.create_task(node.start(bootstrap=boot, extra_args=args, timeout=timeout))
+                    start = node.start(bootstrap=boot, extra_args=own(node), timeout=timeout)
+                    group.create_task(start)
         except ExceptionGroup as failed:
             raise RuntimeError("; ".join(str(e) for e in failed.exceptions)) from None
 

@@ -40,6 +40,7 @@ class DevnetNode:
         self._proc: asyncio.subprocess.Process | None = None
         self._bootstrap: list[str] = []
         self._extra: list[str] = []
+        self.hotkey = ""
 
     @property
     def name(self) -> str:
@@ -77,7 +78,8 @@ class DevnetNode:
             run_id="",
             binding_days=1.0,
         )
-        return bind_hotkey(self.home, key, wallet).hotkey
+        self.hotkey = bind_hotkey(self.home, key, wallet).hotkey
+        return self.hotkey
 
     async def start(
         self,

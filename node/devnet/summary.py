@@ -121,6 +121,27 @@ def audit_summary(section: Mapping[str, Any] | None, names: Mapping[str, str]) -
     }
 
 
+def chain_summary(
+    section: Mapping[str, Any] | None, nodes: Mapping[str, tuple[str, str]]
+) -> dict[str, Any]:
+    """The chain node's `/status` section as {"block", "epochs", "uids": [{"uid", "name",
+    "role", "hotkey", "incentive", "dividends", "emission"}]}: `nodes` maps hotkey -> (name,
+    role); emission is what the uid received over the run (miner plus validator share)."""
+    section = section or {}
+    uids = []
+    for n in section.get("neurons") or []:
+        name, role = nodes.get(n.get("hotkey", ""), ("?", "?"))
+        total = float(n.get("server_emission_total", 0.0)) + float(
+            n.get("validator_emission_total", 0.0)
+        )
+        uids.append({
+            "uid": n.get("uid"), "name": name, "role": role, "hotkey": n.get("hotkey"),
+            "incentive": float(n.get("incentive", 0.0)),
+            "dividends": float(n.get("dividends", 0.0)), "emission": total,
+        })  # fmt: skip
+    return {"block": section.get("block"), "epochs": section.get("epochs"), "uids": uids}
+
+
 def write_summary(path: Path, doc: Mapping[str, Any]) -> None:
     """Writes the JSON atomically (a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 from node.devnet.net import Devnet
 from node.devnet.progress import ProgressView
-from node.devnet.summary import audit_summary, build_summary, write_summary
+from node.devnet.summary import audit_summary, build_summary, chain_summary, write_summary
 
 INTERRUPTED = 130
 
@@ -62,6 +62,7 @@ class RunFollower:
                 if self.orch and self.orch.get("done"):
                     code = 0
                     await self.wait_for_audits(stop)
+                    await self.wait_for_payout(stop)
                     break
                 if self._check_nodes():
                     code = 1
@@ -79,6 +80,43 @@ class RunFollower:
                     await asyncio.wait_for(self.poll(), timeout=3.0)
             self._finish(code, loop.time() - started)
         return code
+
+    def _chain_section(self) -> dict[str, Any]:
+        chain = self.net.chain
+        return ((self.statuses.get(chain.name) or {}).get("chain") or {}) if chain else {}
+
+    def paid_after(self, block: int) -> bool:
+        """Every running validator set weights at or after `block`, and an epoch ran since."""
+        last_epoch = self._chain_section().get("last_epoch")
+        for node in self.net.validators:
+            weights = ((self.statuses.get(node.name) or {}).get("validator") or {}).get("weights")
+            last = (weights or {}).get("last_block")
+            if not node.running:
+                continue
+            if not (isinstance(last, int) and last >= block):
+                return False
+            if not (isinstance(last_epoch, int) and last_epoch > last):
+                return False
+        return True
+
+    async def wait_for_payout(self, stop: asyncio.Event) -> None:
+        """With a chain: until the validators set weights on the final scores and a Yuma epoch
+        paid them out (at most three tempos)."""
+        start = self._chain_section().get("block")
+        if self.net.chain is None or not isinstance(start, int):
+            return
+        plan = self.net.plan
+        self.view.message("devnet: waiting for the validators' weights and a Yuma epoch")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 3 * plan.tempo * plan.block_time_s + 10.0
+        while not stop.is_set() and loop.time() < deadline:
+            await self.poll()
+            if self.paid_after(start):
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.poll_s)
+        if not stop.is_set():
+            self.view.message("devnet: no epoch paid the final weights in time")
 
     def audits_done(self) -> bool:
         """Every running validator has audited every window of the run."""
@@ -136,6 +174,11 @@ class RunFollower:
             n.name: audit_summary((self.statuses.get(n.name) or {}).get("validator"), names)
             for n in self.net.validators
         }
+        chain = self.net.chain
+        if chain is not None:
+            nodes = {n.hotkey: (n.name, n.spec.role) for n in self.net.nodes if n.hotkey}
+            section = (self.statuses.get(chain.name) or {}).get("chain")
+            doc["chain"] = chain_summary(section, nodes)
         return doc
 
     def _finish(self, code: int, wall_s: float) -> None:
@@ -171,6 +214,16 @@ def print_windows(doc: dict[str, Any]) -> None:
                 f"devnet: {validator} audits of {miner} ({fault}): {row['pass']} pass, "
                 f"{row['fail']} fail, {row['inconclusive']} inconclusive; "
                 f"incentive {row['incentive']:g}"
+            )
+    chain = doc.get("chain")
+    if chain and chain["uids"]:
+        print(f"devnet: chain at block {chain['block']}, {chain['epochs']} epochs")
+        head = f"{'uid':>4} {'name':<13} {'role':<12} {'incentive':>9} {'dividends':>9}"
+        print(f"{head} {'emission':>10}")
+        for u in chain["uids"]:
+            print(
+                f"{u['uid']:>4} {u['name']:<13} {u['role']:<12} {u['incentive']:>9.4f} "
+                f"{u['dividends']:>9.4f} {u['emission']:>10.2f}"
             )
     rate = doc["tokens_per_s"]
     print(f"devnet: {doc['tokens']} tokens, {rate:,.0f} tokens/s, final loss {doc['final_loss']}")
