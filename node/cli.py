@@ -1,4 +1,4 @@
-"""`tessera` command line: keygen, node, devnet and status."""
+"""`tessera` command line: keygen, node, devnet, status and metagraph."""
 
 from __future__ import annotations
 
@@ -65,12 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tessera {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from node import keygen, status_cmd
+    from node.chain import metagraph_cmd
     from node.devnet import command as devnet
 
     keygen.add_parser(sub)
     _node_parser(sub)
     devnet.add_parser(sub)
     status_cmd.add_parser(sub)
+    metagraph_cmd.add_parser(sub)
     return parser
 
 

@@ -11,6 +11,7 @@ runs, and the reply names the block it was included at or the chain's error. Que
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import Counter
 from typing import Any
@@ -116,13 +117,7 @@ class ChainComponent(RoleComponent[DevnetChainConfig]):
             "epochs": self.counters["epochs"],
             "neurons": [
                 {
-                    "uid": n.uid,
-                    "hotkey": n.hotkey,
-                    "stake": n.stake,
-                    "validator_permit": n.validator_permit,
-                    "incentive": n.incentive,
-                    "dividends": n.dividends,
-                    "emission": n.emission,
+                    **dataclasses.asdict(n),
                     **{f"{k}_emission_total": v for k, v in totals.get(n.hotkey, {}).items()},
                 }
                 for n in graph.neurons

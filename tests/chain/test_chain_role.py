@@ -120,3 +120,27 @@ async def test_forged_replayed_and_misdirected_extrinsics_change_nothing(net: Ne
     assert graph.neurons[0].endpoint == "" and graph.neurons[1].endpoint == args["endpoint"]
     counters = net.chain.status()["counters"]
     assert counters["serve/bad_signature"] == 1 and counters["serve/bad_nonce"] == 1
+
+
+async def test_metagraph_command_shows_the_chain(
+    net: Net, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from node.chain import metagraph_cmd
+
+    await net.validator.register(NETUID)
+    await net.miner.register(NETUID)
+    block, neurons = await asyncio.to_thread(metagraph_cmd.from_devnet, net.nodes[0].http_url, 5)
+    assert [n["hotkey"] for n in neurons] == [h.ss58_address for h in net.hotkeys[1:]]
+    table = metagraph_cmd.render(block, neurons).splitlines()
+    assert table[1].split()[:3] == ["UID", "STAKE", "VPERMIT"] and len(table) == 4
+    assert table[2].split()[0] == "0" and net.hotkeys[1].ss58_address in table[2]
+
+    def args(**kw: object) -> argparse.Namespace:
+        base = {"url": None, "network": None, "netuid": 9, "json": False, "timeout": 2.0}
+        return argparse.Namespace(**{**base, **kw})
+
+    assert metagraph_cmd.run(args()) == 2  # neither a URL nor a network
+    closed = await asyncio.to_thread(metagraph_cmd.run, args(network="ws://127.0.0.1:1"))
+    assert closed == 1 and "chain_unavailable" in capsys.readouterr().err
