@@ -37,6 +37,7 @@ class ChainCall(Message):
 
     type_id = 70
     protocol = "/tessera/chain/call/1"
+    bulk = True
     rate_per_s = 2000.0
     burst = 4000
     netuid: int
@@ -67,6 +68,7 @@ class ChainQuery(Message):
 
     type_id = 72
     protocol = "/tessera/chain/query/1"
+    bulk = True
     rate_per_s = 200.0
     burst = 400
     netuid: int

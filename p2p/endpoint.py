@@ -109,7 +109,7 @@ class Endpoint:
             await self.hello(peer_id, timeout=timeout)
         frame, seq = self.seal(msg)
         reply = await self._transport.request(
-            peer_id, msg.protocol, frame, timeout=timeout, bulk=msg.bulk_reply
+            peer_id, msg.protocol, frame, timeout=timeout, bulk=msg.bulk
         )
         try:
             header, body = open_frame(reply, sender=peer_id)

@@ -68,7 +68,7 @@ class MergeFetch(Message):
 
     type_id = 62
     protocol = "/tessera/merge/fetch/1"
-    bulk_reply = True
+    bulk = True
     rate_per_s = 500.0
     burst = 1000
     window: int

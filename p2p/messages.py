@@ -31,9 +31,11 @@ class Message:
     max_body: ClassVar[int] = 0
     rate_per_s: ClassVar[float] = 50.0
     burst: ClassVar[int] = 100
-    bulk_reply: ClassVar[bool] = False
-    """A pull whose reply is large: the request takes the bulk lane so the reply comes back on
-    it, not through libp2p (whose stream I/O crosses the trio portal and stalls under load)."""
+    bulk: ClassVar[bool] = False
+    """The request (and so its reply) takes the bulk lane whatever its size: a pull whose reply
+    is large, or a high-rate call. libp2p's stream I/O crosses the trio portal, which costs each
+    message milliseconds and stalls large replies under load; the bulk lane carries the same
+    signed envelopes."""
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -278,7 +280,7 @@ class ReceiptBatch(Message):
 class BlobRequest(Message):
     type_id = 40
     protocol = "/tessera/blob/1"
-    bulk_reply = True
+    bulk = True
     digest: str
 
 

@@ -21,6 +21,8 @@ from p2p.chain_messages import ChainCall, ChainQuery, ChainResult, ChainView, ex
 from p2p.endpoint import Endpoint
 from p2p.errors import P2PError
 
+PARAMS_TTL_S = 12.0
+
 
 class DevnetChain:
     def __init__(
@@ -31,6 +33,7 @@ class DevnetChain:
         self._signer = signer
         self._timeout = timeout
         self._nonce = itertools.count(time.time_ns() // 1000)
+        self._params: dict[int, tuple[float, Hyperparams]] = {}
         self._pending: dict[int, tuple[dict[int, float], bytes, int]] = {}
         """Per subnet, weights committed and not yet revealed: (weights, salt, commit block)."""
 
@@ -47,7 +50,13 @@ class DevnetChain:
         return Metagraph(netuid=netuid, block=block, neurons=neurons)
 
     async def hyperparams(self, netuid: int) -> Hyperparams:
-        return Hyperparams(**(await self._view(netuid, "hyperparams"))[1])
+        """The subnet's hyperparameters (read again after `PARAMS_TTL_S`)."""
+        cached = self._params.get(netuid)
+        if cached is not None and time.monotonic() - cached[0] < PARAMS_TTL_S:
+            return cached[1]
+        params = Hyperparams(**(await self._view(netuid, "hyperparams"))[1])
+        self._params[netuid] = (time.monotonic(), params)
+        return params
 
     async def weights(self, netuid: int) -> dict[int, dict[int, int]]:
         data = (await self._view(netuid, "weights"))[1]

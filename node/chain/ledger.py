@@ -236,7 +236,7 @@ class DevnetLedger:
     ) -> None:
         if not row["permit"]:
             raise ChainError(ChainFault.WEIGHTS_REJECTED, "no validator permit")
-        n = len(self._rows(txn))
+        n = sum(1 for _ in txn.scan(TABLE, self._p + "h/"))
         if any(not 0 <= int(u) < n for u in weights) or any(
             not (np.isfinite(w) and w >= 0) for w in weights.values()
         ):

@@ -1,7 +1,7 @@
 """Fetching one partition's payload (a contribution or a reduction) from a merge peer.
 
 Chunks are fetched in order and checked against the digest every chunk reply carries. Requests go
-on the bulk lane (`MergeFetch.bulk_reply`). Refusals that say "later" (`not_ready`: the peer has
+on the bulk lane (`MergeFetch.bulk`). Refusals that say "later" (`not_ready`: the peer has
 not started this merge, or not reduced yet; `rate_limited`, `over_capacity`, `stale`: a busy
 peer or a request that queued too long) and transport failures (a connection not up yet, a
 stalled request) are retried with backoff until the deadline. Another refusal, a reply that does
