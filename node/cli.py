@@ -43,6 +43,13 @@ def _node_parser(sub: Any) -> None:
         help="log verbosity (node.log_level)",
     )
     p.add_argument(
+        "--chain",
+        metavar="NETWORK",
+        help="the subnet's chain: a bittensor network (test, finney, local, ws://…) or devnet "
+        "(chain.network; the wallet comes from chain.wallet_name)",
+    )
+    p.add_argument("--netuid", type=int, help="the subnet on that chain (chain.netuid)")
+    p.add_argument(
         "--fault",
         metavar="KIND",
         help="test/devnet only: run the miner as a cheater of this kind (miner.fault): "
@@ -86,6 +93,8 @@ def node_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "p2p.bootstrap": args.bootstrap,
         "http.listen": args.http,
         "miner.fault": args.fault,
+        "chain.network": args.chain,
+        "chain.netuid": args.netuid,
     }
     overrides = {k: v for k, v in flags.items() if v is not None}
     overrides.update(parse_assignment(s) for s in args.set)

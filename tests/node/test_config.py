@@ -142,3 +142,15 @@ def test_chain_role_section_takes_a_table_of_stakes(tmp_path: Path) -> None:
     path.write_text('[node]\nroles = ["chain"]\n[devnet_chain.stakes]\n5Grw = "lots"\n')
     with pytest.raises(ConfigError, match=r"devnet_chain\.stakes\.5Grw"):
         load_node_config(path, {})
+
+
+def test_chain_and_netuid_flags_fill_the_chain_section() -> None:
+    args = build_parser().parse_args(
+        ["node", "--role", "miner", "--chain", "test", "--netuid", "12",
+         "--set", 'chain.wallet_name="w"']
+    )  # fmt: skip
+    cfg = load_node_config(None, node_overrides(args))
+    assert (cfg.chain.network, cfg.chain.netuid, cfg.chain.wallet_name) == ("test", 12, "w")
+    with pytest.raises(ConfigError, match="wallet_name"):
+        load_node_config(None, node_overrides(build_parser().parse_args(
+            ["node", "--role", "miner", "--chain", "test"])))  # fmt: skip
