@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import base58
@@ -57,10 +57,16 @@ class NodeKey:
     """An Ed25519 private key held as its 32-byte seed."""
 
     seed: bytes
+    _private: Ed25519PrivateKey = field(init=False, repr=False, compare=False)
+    _peer_id: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.seed) != 32:
             raise IdentityError(f"an Ed25519 seed has 32 bytes, got {len(self.seed)}")
+        key = Ed25519PrivateKey.from_private_bytes(self.seed)  # derived once: every seal signs
+        public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        object.__setattr__(self, "_private", key)
+        object.__setattr__(self, "_peer_id", peer_id_from_public_bytes(public))
 
     def __repr__(self) -> str:  # never show the secret
         return f"NodeKey(peer_id={self.peer_id})"
@@ -71,15 +77,14 @@ class NodeKey:
 
     @property
     def public_bytes(self) -> bytes:
-        key = Ed25519PrivateKey.from_private_bytes(self.seed)
-        return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return self._private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
     @property
     def peer_id(self) -> str:
-        return peer_id_from_public_bytes(self.public_bytes)
+        return self._peer_id
 
     def sign(self, message: bytes) -> bytes:
-        return Ed25519PrivateKey.from_private_bytes(self.seed).sign(message)
+        return self._private.sign(message)
 
     def save(self, path: Path) -> None:
         """Write the key with mode 0600, atomically; refuses to overwrite an existing file."""

@@ -48,7 +48,7 @@ class Message:
 
     @classmethod
     def decode(cls: type[M], header: Header, body: Buffer) -> M:
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cls)
         kwargs: dict[str, Any] = {}
         names = {f.name for f in dataclasses.fields(cls)}
         extra = set(header.meta) - names
@@ -65,6 +65,17 @@ class Message:
             return cls(**kwargs)
         except TypeError as exc:
             raise MalformedMessage(f"{cls.__name__}: {exc}") from None
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """A message class's field types, resolved once (resolving them costs more than a decode)."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
 
 
 def _check(cls: str, name: str, value: Any, hint: Any) -> Any:

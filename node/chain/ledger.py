@@ -117,6 +117,10 @@ class DevnetLedger:
                 txn.delete(TABLE, self._p + f"h/{rows[uid]['hotkey']}")
                 for kind in ("w", "b", "c"):
                     txn.delete(TABLE, self._p + f"{kind}/{uid:05d}")
+            if uid == len(rows):
+                meta = dict(txn.get(TABLE, self._p + "meta") or {"last_epoch": 0})
+                meta["n"] = uid + 1
+                txn.put(TABLE, self._p + "meta", meta)
             row = {"hotkey": hotkey, "coldkey": coldkey, "registered": block,
                    "last_update": block, "endpoint": "", "permit": False}  # fmt: skip
             txn.put(TABLE, self._p + f"u/{uid:05d}", row)
@@ -202,6 +206,11 @@ class DevnetLedger:
     def _rows(self, txn: ReadTxn) -> list[dict[str, Any]]:
         return [dict(r) for _, r in txn.scan(TABLE, self._p + "u/")]
 
+    def _count(self, txn: ReadTxn) -> int:
+        """How many uids the subnet has (kept in the meta row by `register`)."""
+        meta = txn.get(TABLE, self._p + "meta") or {}
+        return int(meta["n"]) if "n" in meta else len(self._rows(txn))
+
     def _stake(self, txn: ReadTxn, hotkey: str) -> float:
         return float(txn.get(TABLE, self._p + f"s/{hotkey}") or 0.0)
 
@@ -236,7 +245,7 @@ class DevnetLedger:
     ) -> None:
         if not row["permit"]:
             raise ChainError(ChainFault.WEIGHTS_REJECTED, "no validator permit")
-        n = sum(1 for _ in txn.scan(TABLE, self._p + "h/"))
+        n = self._count(txn)
         if any(not 0 <= int(u) < n for u in weights) or any(
             not (np.isfinite(w) and w >= 0) for w in weights.values()
         ):
