@@ -16,6 +16,7 @@ from pathlib import Path
 
 import uvloop
 
+from node.chain.link import load_wallet
 from node.config import NodeConfig
 from node.node_service import NodeService
 from node.sdnotify import SystemdNotifier
@@ -64,6 +65,8 @@ def run_node(config: NodeConfig, *, extra_services: Sequence[Service] = ()) -> i
     try:
         config.node.home.mkdir(parents=True, exist_ok=True)
         key, binding = load_identity(config.node.home)
+        if config.chain.network:
+            load_wallet(config.chain)  # the hotkey that signs for the node must be there
     except (IdentityError, BindingError, OSError) as exc:
         log.error("%s", exc)
         return EXIT_CONFIG

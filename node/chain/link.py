@@ -35,7 +35,13 @@ def load_wallet(config: ChainConfig) -> Any:
     from bittensor_wallet import Wallet
 
     path = Path(config.wallet_path).expanduser()
-    return Wallet(name=config.wallet_name, hotkey=config.wallet_hotkey, path=str(path))
+    wallet = Wallet(name=config.wallet_name, hotkey=config.wallet_hotkey, path=str(path))
+    if not wallet.hotkey_file.exists_on_device():
+        raise FileNotFoundError(
+            f"chain: no hotkey {config.wallet_hotkey!r} in wallet {config.wallet_name!r} "
+            f"under {path}"
+        )
+    return wallet
 
 
 class ChainLink(Service):

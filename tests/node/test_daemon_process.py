@@ -102,6 +102,19 @@ def test_http_port_in_use_exits_non_zero(tmp_path: Path) -> None:
         (["--role", "miner", "--set", "p2p.nonsense=1"], "unknown key 'p2p.nonsense'"),
         (["--config", "/nonexistent/tessera.toml", "--role", "miner"], "/nonexistent/tessera.toml"),
         ([], "no role given"),
+        (
+            [
+                "--role",
+                "miner",
+                "--chain",
+                "test",
+                "--set",
+                'chain.wallet_name="nobody"',
+                "--set",
+                'chain.wallet_path="/nonexistent/wallets"',
+            ],
+            "no hotkey 'default'",
+        ),
     ],
 )
 def test_config_errors_exit_2_without_traceback(
