@@ -148,8 +148,8 @@ class MergeRunner:
             return full, (0, None)
         self.s.counters["partitions_checked"] += 1
         checked = await self._check(p, present)
-        wrong = [o for o, r in present if _kind(r) in checked and checked[_kind(r)] is None]
-        good = [v for v in checked.values() if v is not None]
+        wrong = [o for o, r in present if _kind(r) in checked and not checked[_kind(r)][1]]
+        good = [v for v, ok in checked.values() if ok and v is not None]
         if good:
             chosen = min(good, key=lambda v: (-len(v.contributors), v.digest))
         else:
@@ -158,35 +158,42 @@ class MergeRunner:
             if taken is None:
                 raise TimeoutError(f"partition {p.index}: no contribution reachable")
             chosen = taken
-        dispute = await self._dispute(p, present, wrong, chosen) if wrong else None
+        dispute = None
+        if wrong:
+            first = checked[_kind(next(r for o, r in present if o == wrong[0]))][0]
+            evidence = first.digest if first is not None else chosen.digest
+            dispute = await self._dispute(p, present, wrong, evidence)
         return chosen, (1, dispute)
 
     async def _check(
         self, p: Partition, present: list[tuple[str, Served]]
-    ) -> dict[tuple[bytes, tuple[str, ...]], Served | None]:
+    ) -> dict[tuple[bytes, tuple[str, ...]], tuple[Served | None, bool]]:
         """Each distinct delivered replica against its recomputation over the members it names:
-        the recomputed Served where equal, None where the replica is wrong; a replica whose
-        contributions cannot all be reached is left out (neither taken nor disputed)."""
-        out: dict[tuple[bytes, tuple[str, ...]], Served | None] = {}
+        (the recomputation, whether the replica equals it); None for a replica wrong on its face.
+        A replica whose contributions cannot all be reached is left out (neither taken nor
+        disputed)."""
+        out: dict[tuple[bytes, tuple[str, ...]], tuple[Served | None, bool]] = {}
         for owner, replica in present:
             kind = _kind(replica)
             if kind in out:
                 continue
             if owner == self.s.me and not self.s.corrupt:
-                out[kind] = replica  # our own reduction
+                out[kind] = (replica, True)  # our own reduction
                 continue
             weighted = {m for m in self.s.plan.members if self.s.weights.get(m, 0.0) > 0}
             if not replica.contributors or not set(replica.contributors) <= weighted:
-                out[kind] = None  # names no one, or someone outside the merge: wrong on its face
+                out[kind] = (None, False)  # names no one, or someone outside the merge
                 continue
             again = await self._reduce(p, until=self._at(1.0), among=replica.contributors)
             if again is not None:
-                out[kind] = again if again.digest == replica.digest else None
+                out[kind] = (again, again.digest == replica.digest)
         return out
 
     async def _dispute(
-        self, p: Partition, present: list[tuple[str, Served]], wrong: list[str], chosen: Served
+        self, p: Partition, present: list[tuple[str, Served]], wrong: list[str], recomputed: bytes
     ) -> MergeDispute:
+        """Report `wrong` owners; `recomputed` is the reduction their replica should have been
+        (over the contributors it names)."""
         self.s.counters["disputes"] += 1
         dispute = MergeDispute(
             window=self.s.plan.window,
@@ -194,7 +201,7 @@ class MergeRunner:
             part=p.index,
             owners=[o for o, _ in present],
             digests=[r.digest for _, r in present],
-            recomputed=chosen.digest,
+            recomputed=recomputed,
             wrong=wrong,
         )
         log.warning("merge partition %s: owners %s served a wrong reduction", p.index, wrong)
