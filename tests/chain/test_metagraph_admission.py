@@ -14,6 +14,7 @@ from node.chain.records import Metagraph, Neuron
 from p2p.admission import RegisteredHotkeys
 from p2p.memory_transport import MemoryNetwork
 from p2p.refusals import Reason, Refused
+from tests.chain.kit import link_settings
 from tests.mining.kit import wait_for
 from tests.node_kit import start_local_node
 from tests.p2p.endpoint_kit import allow, make_hotkey, make_node
@@ -55,13 +56,6 @@ async def test_nodes_find_and_admit_each_other_through_the_chain(tmp_path: Path)
     hotkeys = [make_hotkey(wallets, n) for n in ("chain", "val", "miner", "stranger")]
     everyone = [h.ss58_address for h in hotkeys]
 
-    def linked(name: str) -> dict[str, Any]:
-        return {
-            "chain.network": "devnet", "chain.netuid": NETUID, "chain.register": True,
-            "chain.serve": True, "chain.refresh_s": 0.2, "chain.wallet_name": name,
-            "chain.wallet_hotkey": "hk", "chain.wallet_path": str(wallets),
-        }  # fmt: skip
-
     chain_settings: dict[str, Any] = {
         "devnet_chain.netuid": NETUID,
         "devnet_chain.block_time_s": 0.05,
@@ -77,12 +71,18 @@ async def test_nodes_find_and_admit_each_other_through_the_chain(tmp_path: Path)
             "p2p.max_peers": 1
         }  # the chain node only: no dials from peer exchange
         miner, task = await start_local_node(
-            tmp_path / "miner", ["miner"], hotkeys[2], everyone, boot, **linked("miner"), **alone
+            tmp_path / "miner",
+            ["miner"],
+            hotkeys[2],
+            everyone,
+            boot,
+            **link_settings(wallets, "miner", NETUID),
+            **alone,
         )
         tasks.append(task)
         val, task = await start_local_node(
             tmp_path / "val", ["validator"], hotkeys[1], [hotkeys[0].ss58_address], boot,
-            **linked("val"), **alone,
+            **link_settings(wallets, "val", NETUID), **alone,
             **{"admission.mode": "metagraph", "validator.audit": False},
         )  # fmt: skip
         tasks.append(task)

@@ -9,19 +9,12 @@ from typing import Any
 from node.chain.role import ChainComponent
 from node.chain.weight_setter import WeightPolicy, WeightSetter
 from node.roles.validator import ValidatorComponent
+from tests.chain.kit import link_settings
 from tests.mining.kit import wait_for
 from tests.node_kit import start_local_node
 from tests.p2p.endpoint_kit import make_hotkey
 
 NETUID = 4
-
-
-def link_settings(wallets: Path, name: str) -> dict[str, Any]:
-    return {
-        "chain.network": "devnet", "chain.netuid": NETUID, "chain.register": True,
-        "chain.serve": True, "chain.refresh_s": 0.2, "chain.wallet_name": name,
-        "chain.wallet_hotkey": "hk", "chain.wallet_path": str(wallets),
-    }  # fmt: skip
 
 
 async def test_nodes_register_serve_and_validators_set_weights(tmp_path: Path) -> None:
@@ -42,12 +35,13 @@ async def test_nodes_register_serve_and_validators_set_weights(tmp_path: Path) -
         boot = chain_node.p2p_addrs
         val, task = await start_local_node(
             tmp_path / "val", ["validator"], hotkeys[1], admitted, boot,
-            **link_settings(wallets, "val"), **{"validator.audit": False, "validator.tick_s": 0.1},
+            **link_settings(wallets, "val", NETUID),
+            **{"validator.audit": False, "validator.tick_s": 0.1},
         )  # fmt: skip
         tasks.append(task)
         miner, task = await start_local_node(
             tmp_path / "miner", ["miner"], hotkeys[2], admitted, boot,
-            **link_settings(wallets, "miner"),
+            **link_settings(wallets, "miner", NETUID),
         )  # fmt: skip
         tasks.append(task)
         chain = next(r for r in chain_node._roles if isinstance(r, ChainComponent))
