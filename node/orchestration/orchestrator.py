@@ -114,6 +114,10 @@ class Orchestrator:
         with self._store.write() as txn:
             return self.router.expire(txn, self._now(now))
 
+    def abandon(self, route_id: str, now: float | None = None) -> bool:
+        with self._store.write() as txn:
+            return self.router.abandon(txn, route_id, self._now(now))
+
     def finish_merge(self, now: float | None = None) -> RunState:
         with self._store.write() as txn:
             return self.clock.finish_merge(txn, self._now(now))

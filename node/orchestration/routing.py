@@ -173,6 +173,28 @@ class Router:
                 issued.append(new)
         return issued + self.retry_waiting(txn, now)
 
+    def abandon(self, txn: WriteTxn, route_id: str, now: float) -> bool:
+        """Closes an open route whose first miner refused it (nothing was computed on it) and
+        puts its batch back among the waiting, to be routed at the next tick; no miss is
+        recorded (a refusal is an answer). False when the route is not open or has started."""
+        route = self.route(txn, route_id)
+        if (
+            route is None
+            or route.state is not RouteState.OPEN
+            or any(h.fwd_done is not None for h in route.hops)
+        ):
+            return False
+        route.state, route.finished_at = RouteState.EXPIRED, now
+        self._put_route(txn, route)
+        record = self.batch(txn, route.window, route.batch)
+        if record is None or record.state is not BatchState.OPEN:
+            return True
+        if len(record.routes) >= self.config.max_attempts:
+            self._drop(txn, record, now, "max_attempts")
+        else:
+            self._wait(txn, record)
+        return True
+
     def retry_waiting(self, txn: WriteTxn, now: float) -> list[Route]:
         """Routes waiting batches, oldest first, while every stage has an active miner."""
         issued: list[Route] = []
@@ -189,9 +211,7 @@ class Router:
         miners = self._pick(txn, record)
         waiting_key = self._keys.waiting(record.window, record.batch)
         if miners is None:
-            record.state = BatchState.WAITING
-            self._put_batch(txn, record)
-            txn.put(ROUTES, waiting_key, [record.window, record.batch])
+            self._wait(txn, record)
             return None
         attempt = len(record.routes) + 1
         route = Route(
@@ -314,6 +334,12 @@ class Router:
         used = (hop.fwd_done or now) - (hop.fwd_at or now)
         hop.bwd_at = now
         hop.deadline = now + max(hop.budget_s - used, self._latency.config.min_s)
+
+    def _wait(self, txn: WriteTxn, record: BatchRecord) -> None:
+        record.state = BatchState.WAITING
+        self._put_batch(txn, record)
+        key = self._keys.waiting(record.window, record.batch)
+        txn.put(ROUTES, key, [record.window, record.batch])
 
     def _drop(self, txn: WriteTxn, record: BatchRecord, now: float, reason: str) -> None:
         record.state, record.reason, record.finished_at = BatchState.DROPPED, reason, now

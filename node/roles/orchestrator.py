@@ -144,6 +144,8 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
         members.sync()
         while self.dispatcher.unassigned:
             members.forget(self.dispatcher.unassigned.popleft())
+        while self.dispatcher.refused:
+            self.core.abandon(self.dispatcher.refused.popleft())
         members.assign_pending(time.time())
         await self._collect_garbage()
         state = self.core.run_state()

@@ -34,6 +34,8 @@ class WorkDispatcher:
         self.counters: Counter[str] = Counter()
         self.unassigned: deque[str] = deque(maxlen=64)
         """Miners that refused work as not assigned (they must be assigned again)."""
+        self.refused: deque[str] = deque(maxlen=4096)
+        """Routes their first miner refused (to put back among the waiting batches)."""
 
     def send(self, routes: list[Route]) -> None:
         for route in routes:
@@ -61,6 +63,7 @@ class WorkDispatcher:
             self.counters[f"refused_{exc.reason.value}"] += 1
             if exc.reason is Reason.NOT_ASSIGNED:
                 self.unassigned.append(first)
+            self.refused.append(route.route_id)
             log.info("route %s refused by %s: %s", route.route_id, first, exc)
         except (P2PError, TimeoutError) as exc:
             self.counters["failed"] += 1

@@ -233,6 +233,28 @@ def test_gone_miner_route_is_rerouted_without_a_miss(store: Store) -> None:
     assert (b.state, b.misses) == (MinerState.GONE, 0)
 
 
+def test_a_refused_route_waits_again_at_once_without_a_miss(store: Store) -> None:
+    """A route its first miner refused (over capacity, not assigned) is closed and its batch
+    routed again at the next tick, not left open until its lease runs out."""
+    orch = Orchestrator(store, make_config(n_stages=1, batches=2), FakeClock())
+    orch.register_miner("a", "hk", 1.0)
+    orch.register_miner("b", "hk", 1.0)
+    first = orch.issue_route(0, 0, now=T0)
+    refused = orch.issue_route(0, 1, now=T0)
+    assert first is not None and refused is not None
+    assert orch.abandon(refused.route_id, now=T0 + 0.1)
+    assert not orch.abandon(refused.route_id, now=T0 + 0.1)  # closed already
+    old = orch.route(refused.route_id)
+    assert old is not None and old.state is RouteState.EXPIRED
+    batch = orch.batch(0, 1)
+    assert batch is not None and batch.state is BatchState.WAITING
+    assert all(m.misses == 0 and m.state is MinerState.ACTIVE for m in orch.miners())
+    [again] = orch.tick(now=T0 + 0.2)  # long before any lease deadline
+    assert (again.batch, again.attempt, again.replaces) == (1, 2, refused.route_id)
+    orch.complete_hop(first.route_id, 0, FWD, now=T0 + 0.3)
+    assert not orch.abandon(first.route_id, now=T0 + 0.3)  # started: its lease decides
+
+
 def test_lease_config_is_validated() -> None:
     with pytest.raises(ValueError):
         LeaseConfig(min_s=5.0, max_s=1.0)
