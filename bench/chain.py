@@ -3,8 +3,9 @@
 - `yuma_epoch_ms_256`: one `verification.yuma.epoch` (Yuma 3 with liquid alpha) at `--uids`
   uids, `--validators` of them staked validators weighting every miner, bonds from earlier
   epochs; the median of `--repeat` (`classic_epoch_ms`: the classic bonds). Goal: under 50 ms.
-- A devnet chain node and a client node (real libp2p hosts and LMDB, one event loop):
-  `--validators` hotkeys registered and staked, each setting weights on `--uids` uids.
+- A devnet chain node, and a client node in a process of its own as validators are on their own
+  machines (real libp2p hosts and LMDB): `--validators` hotkeys registered and staked, each
+  setting weights on `--uids` uids.
   `extrinsics_per_s`: signed set_weights the chain accepted per second with 64 in flight (goal
   at least 1000); `set_weights_round_trip_ms`: the median of one at a time;
   `epoch_matches_pure`: the chain's stored epoch result equals `verification.yuma.epoch` run
@@ -18,15 +19,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import json
+import multiprocessing
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bittensor_wallet import Wallet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -79,69 +85,123 @@ async def next_epoch(chain: ChainComponent) -> None:
     raise TimeoutError("the chain ran no epoch in 60 s")
 
 
-async def devnet_figures(args: argparse.Namespace) -> dict[str, Any]:
-    root = Path(tempfile.mkdtemp(prefix="tessera-chain-bench-"))
-    hotkeys = [make_hotkey(root / "wallets", f"v{i}") for i in range(args.validators)]
-    node_keys = [make_hotkey(root / "wallets", n) for n in ("chain", "client")]
-    admitted = [h.ss58_address for h in node_keys]
-    settings: dict[str, Any] = {
-        "devnet_chain.netuid": NETUID, "devnet_chain.block_time_s": 0.1,
-        "devnet_chain.stakes": {h.ss58_address: 100.0 for h in hotkeys},
-        "devnet_chain.params": {"tempo": 20, "weights_rate_limit": 0, "min_allowed_weights": 1,
-                                "max_allowed_validators": args.validators},
-        "node.log_level": "warning",
-    }  # fmt: skip
-    chain_node, chain_task = await start_local_node(
-        root / "chain", ["chain"], node_keys[0], admitted, **settings
-    )
-    client_node, client_task = await start_local_node(
-        root / "client", ["miner"], node_keys[1], admitted, chain_node.p2p_addrs,
+@dataclass(frozen=True, slots=True)
+class ClientJob:
+    """What the validators' process needs (sent to it whole: it is a spawned process)."""
+
+    root: str
+    names: list[str]
+    chain_addrs: list[str]
+    chain_peer: str
+    admitted: list[str]
+    round_trips: int
+    count: int
+
+
+def client_process(conn: Connection, job: ClientJob) -> None:
+    """The validators' side, in its own process as on a real network: register, then on the
+    parent's word set weights one at a time and then 64 in flight; sends back the figures."""
+    asyncio.run(_client(conn, job))
+
+
+async def _client(conn: Connection, job: ClientJob) -> None:
+    root, chain_peer = Path(job.root), job.chain_peer
+    recv = functools.partial(asyncio.get_running_loop().run_in_executor, None, conn.recv)
+    hotkeys = [Wallet(name=n, hotkey="hk", path=str(root / "wallets")).hotkey for n in job.names]
+    node, task = await start_local_node(
+        root / "client", ["miner"], hotkeys[0], job.admitted, job.chain_addrs,
         **{"node.log_level": "warning"},
     )  # fmt: skip
     try:
-        chain = next(r for r in chain_node._roles if isinstance(r, ChainComponent))
-        peer = chain_node.endpoint.peer_id  # type: ignore[union-attr]
-        me = client_node.endpoint.peer_id  # type: ignore[union-attr]
-        for _ in range(600):  # until both admitted each other (the bulk lane's address known)
-            if peer in client_node.endpoint.sessions and me in chain_node.endpoint.sessions:  # type: ignore[union-attr]
+        conn.send(node.endpoint.peer_id)  # type: ignore[union-attr]
+        for _ in range(600):  # until it admitted the chain node (its bulk lane known)
+            if chain_peer in node.endpoint.sessions:  # type: ignore[union-attr]
                 break
             await asyncio.sleep(0.1)
-        clients = [DevnetChain(client_node.endpoint, peer, h) for h in hotkeys]  # type: ignore[arg-type]
+        await recv()  # admitted both ways
+        clients = [DevnetChain(node.endpoint, chain_peer, h) for h in hotkeys[1:]]  # type: ignore[arg-type]
         for c in clients:
             await c.register(NETUID)
-        for i in range(args.validators, args.uids):  # miners: registered by the chain itself
-            chain.ledger.register(f"miner-{i}", "", chain.block())
-        await next_epoch(chain)  # it gives the permits
+        conn.send("registered")
+        miners = await recv()
+        await recv()  # the permits are given
         rng = np.random.default_rng(1)
-        miners = list(range(args.validators, args.uids))
 
         def weights() -> dict[int, float]:
-            return {u: float(w) for u, w in zip(miners, rng.random(len(miners)), strict=True)}
+            return dict(zip(miners, rng.random(len(miners)).tolist(), strict=True))
 
         trips = []
-        for c in clients[: args.round_trips]:
+        for c in clients[: job.round_trips]:
             started = time.perf_counter()
             await c.set_weights(NETUID, weights())
             trips.append((time.perf_counter() - started) * 1000)
-        count, flight = args.extrinsics, asyncio.Semaphore(64)
+        flight = asyncio.Semaphore(64)
 
         async def one(c: DevnetChain) -> None:
             async with flight:
                 await c.set_weights(NETUID, weights())
 
         started = time.perf_counter()
-        await asyncio.gather(*(one(clients[i % len(clients)]) for i in range(count)))
-        rate = count / (time.perf_counter() - started)
+        await asyncio.gather(*(one(clients[i % len(clients)]) for i in range(job.count)))
+        conn.send((job.count / (time.perf_counter() - started), statistics.median(trips)))
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def devnet_figures(args: argparse.Namespace) -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix="tessera-chain-bench-"))
+    names = ["client"] + [f"v{i}" for i in range(args.validators)]
+    keys = {n: make_hotkey(root / "wallets", n) for n in ["chain", *names]}
+    admitted = [keys["chain"].ss58_address, keys["client"].ss58_address]
+    settings: dict[str, Any] = {
+        "devnet_chain.netuid": NETUID, "devnet_chain.block_time_s": 0.1,
+        "devnet_chain.stakes": {keys[n].ss58_address: 100.0 for n in names[1:]},
+        "devnet_chain.params": {"tempo": 20, "weights_rate_limit": 0, "min_allowed_weights": 1,
+                                "max_allowed_validators": args.validators},
+        "node.log_level": "warning",
+    }  # fmt: skip
+    chain_node, chain_task = await start_local_node(
+        root / "chain", ["chain"], keys["chain"], admitted, **settings
+    )
+    ctx = multiprocessing.get_context("spawn")
+    conn, child_conn = ctx.Pipe()
+    client = ctx.Process(
+        target=client_process,
+        args=(child_conn, ClientJob(
+            root=str(root), names=names, chain_addrs=chain_node.p2p_addrs,
+            chain_peer=chain_node.endpoint.peer_id,  # type: ignore[union-attr]
+            admitted=admitted, round_trips=args.round_trips, count=args.extrinsics,
+        )),
+        daemon=True,
+    )  # fmt: skip
+    client.start()
+    loop = asyncio.get_running_loop()
+    try:
+        chain = next(r for r in chain_node._roles if isinstance(r, ChainComponent))
+        client_peer = await loop.run_in_executor(None, conn.recv)
+        for _ in range(600):  # until the chain admitted the client (its bulk lane known)
+            if client_peer in chain_node.endpoint.sessions:  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.1)
+        conn.send("admitted")
+        assert await loop.run_in_executor(None, conn.recv) == "registered"
+        for i in range(args.validators, args.uids):  # miners: registered by the chain itself
+            chain.ledger.register(f"miner-{i}", "", chain.block())
+        conn.send(list(range(args.validators, args.uids)))
+        await next_epoch(chain)  # it gives the permits
+        conn.send("go")
+        rate, trip = await loop.run_in_executor(None, conn.recv)
         await next_epoch(chain)
         record = chain.ledger.epochs()[-1]
         again = epoch(unpack_inputs(record["inputs"]))
-        names = [k for k in record["result"] if k != "new_validator_permit"]
+        names_ = [k for k in record["result"] if k != "new_validator_permit"]
         matches = all(
-            np.asarray(getattr(again, k)).tolist() == record["result"][k] for k in names
+            np.asarray(getattr(again, k)).tolist() == record["result"][k] for k in names_
         ) and bool(record["inputs"]["weights"])
         return {
             "extrinsics_per_s": round(rate, 1),
-            "set_weights_round_trip_ms": round(statistics.median(trips), 3),
+            "set_weights_round_trip_ms": round(trip, 3),
             "epoch_matches_pure": matches,
             "accepted": chain.counters["set_weights/ok"],
             "refused": {
@@ -151,9 +211,12 @@ async def devnet_figures(args: argparse.Namespace) -> dict[str, Any]:
             },
         }
     finally:
-        for task in (client_task, chain_task):
-            task.cancel()
-        await asyncio.gather(client_task, chain_task, return_exceptions=True)
+        await loop.run_in_executor(None, client.join, 15.0)  # it stops its node itself
+        if client.is_alive():
+            client.kill()
+            client.join()
+        chain_task.cancel()
+        await asyncio.gather(chain_task, return_exceptions=True)
 
 
 def main() -> int:

@@ -6,7 +6,8 @@ seeds, on the same batch schedule (batch b of window w), with the same optimizer
 
 - one process: `training.local_trainer.train_local`, one window at a time, torch using every core
   (`--local-threads`, default all);
-- a devnet: `tessera devnet --windows N --summary F` as a subprocess, each miner with
+- a devnet: `tessera devnet --no-chain --windows N --summary F` as a subprocess (the training
+  alone: no chain node, whose payout wait would only lengthen the run), each miner with
   `--miner-threads` torch threads (default 1), `--miners-per-stage` miners per stage (default 1;
   with 2 the stage's miners each train on their half of the batches and merge at each window
   end).
@@ -143,7 +144,7 @@ def one_process(args: argparse.Namespace, spec: RunSpec, cache: Path) -> dict[st
 
 def devnet(args: argparse.Namespace, spec: RunSpec, root: Path, cache: Path) -> dict[str, Any]:
     summary = root / "devnet-summary.json"
-    cmd = [sys.executable, "-m", "node", "devnet", "--home", str(root / "devnet")]
+    cmd = [sys.executable, "-m", "node", "devnet", "--home", str(root / "devnet"), "--no-chain"]
     cmd += ["--stages", str(spec.n_stages), "--validators", str(args.validators)]
     cmd += ["--miners", str(spec.n_stages * args.miners_per_stage)]
     cmd += ["--windows", str(args.windows), "--model", spec.model]

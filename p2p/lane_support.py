@@ -42,7 +42,7 @@ class LaneLimits:
     write_grace_s: float = 10.0  # a stuck write may outlive its request's timeout by this much
     linger_s: float = 1.0  # after a refusal, how long the server waits for the peer to hang up
     pool_idle_s: float = 60.0  # idle client streams/connections older than this are closed
-    pool_size: int = 8  # idle client streams/connections kept per (peer, protocol) or address
+    pool_size: int = 32  # idle client streams/connections kept per (peer, protocol) or address
 
 
 def error_notice(reason: str) -> Frame:
@@ -98,15 +98,18 @@ class IdlePool(Generic[K, C]):
 
     def take(self, key: K) -> tuple[C | None, list[C]]:
         """(the newest fresh connection or None, expired connections for the caller to close)."""
-        entries = self._idle.get(key, [])
+        entries = self._idle.get(key)
+        if not entries:
+            return None, []
         cutoff = self._clock() - self._max_age
-        expired = [conn for since, conn in entries if since < cutoff]
-        fresh = [(since, conn) for since, conn in entries if since >= cutoff]
-        conn = fresh.pop()[1] if fresh else None
-        if fresh:
-            self._idle[key] = fresh
-        else:
-            self._idle.pop(key, None)
+        stale = 0  # entries are oldest first
+        while stale < len(entries) and entries[stale][0] < cutoff:
+            stale += 1
+        expired = [conn for _, conn in entries[:stale]]
+        del entries[:stale]
+        conn = entries.pop()[1] if entries else None
+        if not entries:
+            del self._idle[key]
         return conn, expired
 
     def give(self, key: K, conn: C) -> C | None:

@@ -246,21 +246,23 @@ class DevnetLedger:
         if not row["permit"]:
             raise ChainError(ChainFault.WEIGHTS_REJECTED, "no validator permit")
         n = self._count(txn)
-        if any(not 0 <= int(u) < n for u in weights) or any(
-            not (np.isfinite(w) and w >= 0) for w in weights.values()
-        ):
+        uids = np.fromiter(weights.keys(), dtype=np.int64, count=len(weights))
+        values = np.fromiter(weights.values(), dtype=np.float64, count=len(weights))
+        if ((uids < 0) | (uids >= n)).any() or not (np.isfinite(values) & (values >= 0)).all():
             raise ChainError(ChainFault.MALFORMED, "uids must exist and weights be finite, >= 0")
-        nonzero = {int(u): float(w) for u, w in weights.items() if w > 0}
-        if len(nonzero) < min(self.params.min_allowed_weights, n):
+        keep = values > 0
+        uids, values = uids[keep], values[keep]
+        if len(uids) < min(self.params.min_allowed_weights, n):
             raise ChainError(
                 ChainFault.WEIGHTS_REJECTED,
-                f"{len(nonzero)} weights, fewer than the {self.params.min_allowed_weights} allowed",
+                f"{len(uids)} weights, fewer than the {self.params.min_allowed_weights} allowed",
             )
-        total = sum(nonzero.values())
-        if nonzero and max(nonzero.values()) / total > self.params.max_weight_limit + 1e-9:
+        top = float(values.max()) if len(values) else 1.0
+        if len(values) and top / float(values.sum()) > self.params.max_weight_limit + 1e-9:
             raise ChainError(ChainFault.WEIGHTS_REJECTED, "a weight exceeds max_weight_limit")
-        top = max(nonzero.values(), default=1.0)
-        stored = {str(u): round(w / top * U16) for u, w in sorted(nonzero.items())}
+        order = np.argsort(uids)
+        scaled = np.rint(values[order] / top * U16).astype(np.int64)
+        stored = dict(zip(map(str, uids[order].tolist()), scaled.tolist(), strict=True))
         txn.put(TABLE, self._p + f"w/{uid:05d}", stored)
         row["last_update"], row["set"] = block, True
         txn.put(TABLE, self._p + f"u/{uid:05d}", row)

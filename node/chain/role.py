@@ -91,7 +91,7 @@ class ChainComponent(RoleComponent[DevnetChainConfig]):
                     ledger.reveal_weights(hotkey, _weights(a), bytes(a["salt"]), block)
                 case _:
                     raise ChainError(ChainFault.MALFORMED, f"unknown call {msg.call!r}")
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ChainError(ChainFault.MALFORMED, f"{msg.call}: {exc!r}") from None
         return -1
 

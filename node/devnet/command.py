@@ -91,9 +91,11 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--chain",
-        action="store_true",
-        help="run a devnet chain node: every node registers, validators are staked at genesis "
-        "and set weights each tempo, and Yuma epochs pay out (table and summary per uid)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run a devnet chain node (on by default): every node registers and admits peers by "
+        "the metagraph, validators are staked at genesis and set weights each tempo, and Yuma "
+        "epochs pay out (table and summary per uid); --no-chain admits by an allowlist instead",
     )
     p.add_argument("--tempo", type=int, default=20, help="chain blocks (1 s) per epoch (20)")
     p.add_argument(

@@ -3,8 +3,9 @@ and with `chain` a devnet chain node that every other node registers on (validat
 genesis, setting weights every tempo).
 
 `DevnetPlan` says what to run (how many nodes, which run to train, extra `--set`s); `Devnet`
-creates the homes (key, test wallet, hotkey binding), starts the orchestrator first and everyone
-else bootstrapped to it, and stops them all. Tests drive single nodes through `Devnet.node()`.
+creates the homes (key, test wallet, hotkey binding), starts the chain node (else the
+orchestrator) first and everyone else bootstrapped to it, and stops them all. Tests drive single
+nodes through `Devnet.node()`.
 """
 
 from __future__ import annotations
@@ -178,26 +179,37 @@ class Devnet:
             args += ["--set", assignment]
         return args
 
+    def node_args(self, node: DevnetNode, hotkeys: dict[str, str]) -> list[str]:
+        """One node's `--set`s. With a chain, every node but the chain admits by the metagraph
+        (registered hotkeys; validators with a permit) and always the chain node."""
+        chain = self.chain
+        if chain is None or node is chain:
+            args = self.common_args(list(hotkeys.values()))
+        else:
+            args = ["--set", 'admission.mode="metagraph"']
+            args += ["--set", f"admission.hotkeys={json.dumps([hotkeys[chain.name]])}"]
+            for assignment in self.plan.node_sets(self.root):
+                args += ["--set", assignment]
+        sets = self.plan.chain_sets(node.spec, self.root, hotkeys)
+        return args + [a for s in sets for a in ("--set", s)]
+
     async def start(self, *, timeout: float = 30.0) -> None:
-        """Identities for every node, then the orchestrator, then the others (in parallel).
+        """Identities for every node, then the first node, then the others (in parallel)
+        bootstrapped to it. The first is the chain node where there is one (the others find each
+        other by the multiaddrs served on it), else the orchestrator.
 
         Raises RuntimeError when a node exits or is not ready in time (call `stop` anyway)."""
         self.root.mkdir(parents=True, exist_ok=True)
         hotkeys = {node.name: node.prepare_identity() for node in self.nodes}
-        args = self.common_args(list(hotkeys.values()))
-
-        def own(node: DevnetNode) -> list[str]:
-            sets = self.plan.chain_sets(node.spec, self.root, hotkeys)
-            return args + [a for s in sets for a in ("--set", s)]
-
-        orchestrator, *others = self.nodes
-        await orchestrator.start(bootstrap=[], extra_args=own(orchestrator), timeout=timeout)
-        boot = orchestrator.endpoints["p2p"]
+        first = self.chain or self.orchestrator
+        others = [n for n in self.nodes if n is not first]
+        await first.start(bootstrap=[], extra_args=self.node_args(first, hotkeys), timeout=timeout)
+        boot = first.endpoints["p2p"]
         try:
             async with asyncio.TaskGroup() as group:  # one failing cancels the others' waits
                 for node in others:
-                    start = node.start(bootstrap=boot, extra_args=own(node), timeout=timeout)
-                    group.create_task(start)
+                    args = self.node_args(node, hotkeys)
+                    group.create_task(node.start(bootstrap=boot, extra_args=args, timeout=timeout))
         except ExceptionGroup as failed:
             raise RuntimeError("; ".join(str(e) for e in failed.exceptions)) from None
 

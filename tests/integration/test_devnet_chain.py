@@ -1,6 +1,7 @@
-"""`tessera devnet --chain`: a devnet chain node, every node registered on it, the validator
-staked at genesis setting weights each tempo, and Yuma epochs paying miners by validated work:
-a lazy miner whose every audit failed gets no incentive, the honest ones share it."""
+"""`tessera devnet` (the chain is on by default): a devnet chain node, every node registered on
+it and admitting peers by the metagraph, the validator staked at genesis setting weights each
+tempo, and Yuma epochs paying miners by validated work: a lazy miner whose every audit failed
+gets no incentive, the honest ones share it."""
 
 import json
 from pathlib import Path
@@ -17,7 +18,7 @@ def test_devnet_chain_pays_miners_by_validated_work(tmp_path: Path, data_cache: 
     summary_path = tmp_path / "summary.json"
     result = run_tessera(
         "devnet", "--home", str(tmp_path / "net"), "--windows", "3", *tiny_run_args(),
-        "--miners", "3", "--faults", "lazy", "--chain", "--tempo", "8",
+        "--miners", "3", "--faults", "lazy", "--tempo", "8",  # the chain is on by default
         "--data-cache", str(data_cache), "--summary", str(summary_path), "--timeout", "120",
         timeout=300,
     )  # fmt: skip

@@ -15,6 +15,7 @@ def test_devnet_trains_two_windows_with_falling_loss(tmp_path: Path, data_cache:
     summary_path = tmp_path / "summary.json"
     result = run_tessera(
         "devnet",
+        "--no-chain",  # the chain's own test: test_devnet_chain.py
         "--home",
         str(tmp_path / "net"),
         "--stages",
@@ -71,6 +72,7 @@ def test_devnet_with_faults_zeroes_the_cheaters(tmp_path: Path, data_cache: Path
     summary_path = tmp_path / "summary.json"
     result = run_tessera(
         "devnet",
+        "--no-chain",  # the chain's own test: test_devnet_chain.py
         "--home",
         str(tmp_path / "net"),
         "--windows",

@@ -32,10 +32,10 @@ def test_devnet_connects_everyone_and_stops_cleanly(tmp_path: Path) -> None:
     rows = [
         line
         for line in result.stdout.splitlines()
-        if line.startswith(("orchestrator ", "validator0 ", "miner"))
+        if line.startswith(("orchestrator ", "validator0 ", "miner", "chain "))
     ]
-    table = [r for r in rows if "http://" in r and " 4 " in r]
-    assert len(table) == 5, result.stdout  # each of 5 nodes lists 4 peers
+    table = [r for r in rows if "http://" in r and " 5 " in r]
+    assert len(table) == 6, result.stdout  # each of 6 nodes (the chain's too) lists 5 peers
     for name in ("orchestrator", "validator0", "miner0", "miner1", "miner2"):
         log = (tmp_path / name / "node.log").read_text()
         assert "stopped cleanly (SIGTERM)" in log, log
@@ -53,7 +53,7 @@ def test_devnet_reports_a_node_that_fails_to_start(tmp_path: Path) -> None:
         "devnet", "--home", str(tmp_path), "--windows", "1", "--set", "bogus.key=1", timeout=60
     )
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "orchestrator exited with 2" in result.stderr
+    assert "chain exited with 2" in result.stderr  # the first node started
     assert "unknown key 'bogus'" in result.stderr
 
 
