@@ -53,7 +53,8 @@ def _node_parser(sub: Any) -> None:
         "--fault",
         metavar="KIND",
         help="test/devnet only: run the miner as a cheater of this kind (miner.fault): "
-        "lazy, random, stale, copycat, nan, late, free-rider, bad-merge",
+        "lazy, random, stale, copycat, nan, late, free-rider, bad-merge (KIND:F cheats in one "
+        "window of 1/F, e.g. lazy:0.25)",
     )
     p.add_argument(
         "--set",

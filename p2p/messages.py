@@ -393,3 +393,29 @@ class VerdictReport(Message):
     rate_per_s = 10.0
     burst = 50
     verdicts: list[bytes]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerdictQuery(Message):
+    """Validator → orchestrator: the failed verdicts validators reported for windows `since`
+    on (so each validator can check the others' fails by replaying them itself)."""
+
+    type_id = 56
+    protocol = "/tessera/audit/verdict-query/1"
+    rate_per_s = 10.0
+    burst = 50
+    since: int
+    after: str = ""
+    """Continue after this cursor (a VerdictList's `cursor`); "" = from `since`."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerdictList(Message):
+    """Reply to VerdictQuery: signed AuditVerdict heads of fails, oldest window first (one
+    page); `more`: ask again with `after=cursor`."""
+
+    type_id = 57
+    re: int = 0
+    verdicts: list[bytes]
+    more: bool = False
+    cursor: str = ""

@@ -1,20 +1,24 @@
-"""The IOTA score book as pure functions: S per (miner, window), decay, incentives, weights.
+"""The IOTA score book as pure functions: S per (miner, window), decay, pay rules, weights.
 
 Rule for S. IOTA's S(m, w) is the number of backward passes miner m processed in window w that
-were validated. Audits are sampled, so here a window's backward units (its signed backward
-receipts) count unless an audit of that window *failed*:
-  - audited and passed, or never audited: S = the backward units;
-  - any failed audit of the window (from any validator this book has verdicts of): S = 0, the
-    whole window's score is forfeited, not just the audited units;
-  - inconclusive audits (missing evidence) never change S.
-The book is recomputed from its records whenever incentives are read, so a fail that arrives
-later (a late audit within the decay horizon) forfeits the window retroactively. Forward units
-earn nothing: a free-rider that never runs backward scores 0.
+were validated. Audits are sampled, so a window's backward units (its signed backward receipts)
+count unless an audit failed; forward units earn nothing (a free-rider scores 0).
+
+Pay rules (`standings`), so that cheating does not pay when only a sample is audited:
+  - a failed audit of window f forfeits every window of the miner up to f (the whole decay
+    horizon, not only the audited window) and bars it for `penalty_windows` windows after f:
+    windows f+1 .. f+penalty_windows earn nothing either;
+  - an inconclusive audit (missing evidence) puts its window in escrow: paid once an audit of
+    a later window of that miner passes, forfeited by a later fail, otherwise left to decay;
+  - a window audited and passed, or never audited, earns its backward units.
+The book is recomputed from its records whenever it is read, so a fail that arrives late still
+forfeits everything before it. `docs/decisions.md` (Pay rules) gives the expected-payoff
+argument for the defaults.
 
 Decay. A window's score counts with weight 1 while its age (current window - its window) is at
 most `t_decay`, then 0 (IOTA's step decay); optionally geometric, gamma**age, with the same
-cut-off. I_m = sum over windows of S(m, w) · weight(age). Weights for the chain are the
-incentives normalised to sum 1 (all zero when nobody scored).
+cut-off. I_m = sum over the windows paid of S(m, w) · weight(age). Weights for the chain are
+the incentives normalised to sum 1 (all zero when nobody scored).
 """
 
 from __future__ import annotations
@@ -85,8 +89,12 @@ def book(
 
 
 def scores(records: Iterable[WindowWork]) -> dict[tuple[str, int], int]:
-    """S by (miner, window); records of the same (miner, window) are merged (units summed,
-    audits pooled)."""
+    """S by (miner, window) of the window alone (0 once an audit of it failed); records of the
+    same (miner, window) are merged (units summed, audits pooled)."""
+    return {key: window_score(r) for key, r in _merged(records).items()}
+
+
+def _merged(records: Iterable[WindowWork]) -> dict[tuple[str, int], WindowWork]:
     merged: dict[tuple[str, int], WindowWork] = {}
     for r in records:
         key = (r.miner, r.window)
@@ -94,18 +102,56 @@ def scores(records: Iterable[WindowWork]) -> dict[tuple[str, int], int]:
         if old is not None:
             r = WindowWork(r.miner, r.window, old.backward + r.backward, old.audits + r.audits)
         merged[key] = r
-    return {key: window_score(r) for key, r in merged.items()}
+    return merged
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """One miner under the pay rules at the current window."""
+
+    incentive: float
+    """I_m: what it is paid on (decayed units of the windows paid)."""
+    escrow: float
+    """Decayed units of inconclusive windows waiting for a later pass."""
+    barred_through: int | None
+    """Its windows up to this one earn nothing (its last failed window + penalty_windows)."""
+
+
+def standings(
+    records: Iterable[WindowWork], current_window: int, decay: Decay, *, penalty_windows: int = 0
+) -> dict[str, Standing]:
+    """Every miner of the records under the pay rules (see the module docstring)."""
+    if penalty_windows < 0:
+        raise ValueError("penalty_windows must be >= 0")
+    by_miner: defaultdict[str, list[WindowWork]] = defaultdict(list)
+    for r in _merged(records).values():
+        by_miner[r.miner].append(r)
+    out: dict[str, Standing] = {}
+    for miner, works in by_miner.items():
+        fails = [r.window for r in works if Outcome.FAIL in r.audits]
+        barred = max(fails) + penalty_windows if fails else None
+        last_pass = max((r.window for r in works if Outcome.PASS in r.audits), default=None)
+        paid = held = 0.0
+        for r in works:
+            value = window_score(r) * decay.weight(current_window - r.window)
+            if barred is not None and r.window <= barred:
+                continue
+            escrowed = Outcome.INCONCLUSIVE in r.audits and Outcome.PASS not in r.audits
+            if escrowed and (last_pass is None or last_pass <= r.window):
+                held += value
+                continue
+            paid += value
+        out[miner] = Standing(incentive=paid, escrow=held, barred_through=barred)
+    return out
 
 
 def incentives(
-    records: Iterable[WindowWork], current_window: int, decay: Decay
+    records: Iterable[WindowWork], current_window: int, decay: Decay, *, penalty_windows: int = 0
 ) -> dict[str, float]:
-    """I_m = sum of S(m, w) · decay.weight(current_window - w), for every miner in the records
-    (0.0 for those whose windows all decayed or were forfeited)."""
-    out: dict[str, float] = {}
-    for (miner, window), s in scores(records).items():
-        out[miner] = out.get(miner, 0.0) + s * decay.weight(current_window - window)
-    return out
+    """I_m under the pay rules for every miner in the records (0.0 for those whose windows all
+    decayed, were forfeited or wait in escrow)."""
+    book_ = standings(records, current_window, decay, penalty_windows=penalty_windows)
+    return {miner: s.incentive for miner, s in book_.items()}
 
 
 def normalize(values: Mapping[str, float]) -> dict[str, float]:

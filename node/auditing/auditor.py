@@ -3,7 +3,8 @@
 Each tick asks the orchestrator where the run is (`WindowInfoQuery`), keeps a commitment for the
 open window and the next one (so a window's secret is fixed before it opens, except for the
 window a validator joins in, which is marked `opened`), and audits every window that closed
-since: reveal its secret, draw miners among those with receipts (`verification.selection.draw`),
+since: reveal its secret, draw miners among those with receipts, each with its probability under
+the sampling rule (`verification.sampling`; kept beside the revealed secret),
 gather each drawn miner's evidence from the orchestrator and the miner's neighbours, replay it on
 a daemon thread and judge it against the window-end checkpoint, sign the verdict as an
 `AuditVerdict` statement, keep it and send it to the orchestrator.
@@ -16,7 +17,7 @@ import dataclasses
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from training.data.dataset import Dataset
 from training.determinism import set_determinism
 from training.run_spec import RunSpec
 from verification.replay import replay
-from verification.selection import draw
+from verification.sampling import targeted_draw
 from verification.verdict import Outcome, Reason, Verdict, judge
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class AuditSettings:
-    miners_per_window: int
     exact: bool
     threads: int
     timeout_s: float
@@ -71,8 +71,11 @@ class Auditor:
         records: AuditRecords,
         orchestrator: Callable[[], str | None],
         settings: AuditSettings,
+        chances: Callable[[int, list[str]], dict[str, float]],
     ) -> None:
+        """`chances(window, miners)`: each miner's probability of being audited in `window`."""
         self._ep = endpoint
+        self._chances = chances
         self.records = records
         self._orchestrator = orchestrator
         self.settings = settings
@@ -81,6 +84,13 @@ class Auditor:
         self.costs: deque[AuditCost] = deque(maxlen=256)
         self.current_window: int | None = None
         self._dataset: tuple[dict[str, Any], Dataset] | None = None
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return self._ep
+
+    def orchestrator(self) -> str | None:
+        return self._orchestrator()
 
     async def tick(self) -> None:
         orch = self._orchestrator()
@@ -119,32 +129,36 @@ class Auditor:
             self.counters["windows_without_commitment"] += 1
             return []
         self.counters["windows"] += 1
-        picked = draw(
-            secret,
-            window,
-            sorted(info.work.items()),
-            miners_per_window=self.settings.miners_per_window,
-            units_per_miner=None,
-        )
+        chances = self._chances(window, sorted(info.work))
+        self.records.set_chances(window, chances)
+        picked = targeted_draw(secret, window, sorted(info.work.items()), chances)
+        verdicts = []
+        for pick in picked.miners:
+            verdict = await self.audit_miner(orch, info, pick.peer_id)
+            if verdict is not None:
+                verdicts.append(verdict)
+        return verdicts
+
+    async def audit_miner(self, orch: str, info: WindowInfo, miner: str) -> Verdict | None:
+        """Audit one miner's whole window (closed, `info`): gather, replay, judge, sign, keep and
+        report the verdict. None when the miner has no receipts in the window."""
         spec = RunSpec.from_record(dict(info.spec))
         dataset = await self._data(info.spec, spec)
         fetcher = EvidenceFetcher(
             self._ep, orch, timeout=self.settings.timeout_s, exact=self.settings.exact
         )
-        verdicts = []
-        for pick in picked.miners:
-            started = time.perf_counter()
-            evidence = await fetcher.gather(info, pick.peer_id, spec.n_stages)
-            fetch_s = time.perf_counter() - started
-            if evidence is None:
-                continue
-            verdict, cpu = await in_daemon_thread(
-                self._judge, spec, dataset, evidence, name="audit"
-            )
-            self.costs.append(AuditCost(window, pick.peer_id, cpu, fetch_s, evidence.fetched_bytes))
-            await self._record(orch, verdict)
-            verdicts.append(verdict)
-        return verdicts
+        started = time.perf_counter()
+        evidence = await fetcher.gather(info, miner, spec.n_stages)
+        fetch_s = time.perf_counter() - started
+        if evidence is None:
+            return None
+        verdict, cpu = await in_daemon_thread(self._judge, spec, dataset, evidence, name="audit")
+        self.costs.append(AuditCost(info.window, miner, cpu, fetch_s, evidence.fetched_bytes))
+        await self._record(orch, verdict)
+        return verdict
+
+    async def window_info(self, orch: str, window: int) -> WindowInfo:
+        return await self._info(orch, window, self.settings.timeout_s)
 
     async def _data(self, record: dict[str, Any], spec: RunSpec) -> Dataset:
         if self._dataset is None or self._dataset[0] != record:
@@ -209,10 +223,19 @@ class Auditor:
             log.info("verdict not delivered to %s: %s", orch, exc)
 
 
-async def run_audits(auditor: Auditor, tick_s: float) -> None:
+async def run_audits(
+    auditor: Auditor,
+    tick_s: float,
+    then: Callable[[str], Awaitable[None]] | None = None,
+) -> None:
+    """Tick the auditor every `tick_s`; `then(orchestrator)` after each tick (e.g. checking
+    other validators' fails)."""
     while True:
         try:
             await auditor.tick()
+            orch = auditor.orchestrator()
+            if then is not None and orch is not None:
+                await then(orch)
         except (P2PError, TimeoutError, OSError, ValueError) as exc:
             auditor.counters["tick_failed"] += 1
             log.info("audit tick failed: %s", exc)

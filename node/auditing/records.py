@@ -66,8 +66,21 @@ class AuditRecords:
         secret = self.secret(window)
         if secret is not None:
             with self._store.write() as txn:
-                txn.put(AUDITS, self._key("r", window), {"secret": secret})
+                row = dict(txn.get(AUDITS, self._key("r", window)) or {})
+                txn.put(AUDITS, self._key("r", window), {**row, "secret": secret})
         return secret
+
+    def set_chances(self, window: int, chances: dict[str, float]) -> None:
+        """Keep the audit probabilities `window` was drawn with, beside its revealed secret."""
+        with self._store.write() as txn:
+            row = dict(txn.get(AUDITS, self._key("r", window)) or {})
+            row["chances"] = dict(chances)
+            txn.put(AUDITS, self._key("r", window), row)
+
+    def chances(self, window: int) -> dict[str, float] | None:
+        with self._store.read() as txn:
+            row = txn.get(AUDITS, self._key("r", window))
+        return None if row is None or "chances" not in row else dict(row["chances"])
 
     def commitments(self, around: int, before: int = 6, after: int = 2) -> dict[str, Any]:
         """Commitments of windows `around - before` .. `around + after` with their secrets once
@@ -83,6 +96,7 @@ class AuditRecords:
                     "commitment": bytes(row["commitment"]).hex(),
                     "opened": bool(row.get("opened")),
                     "secret": bytes(revealed["secret"]).hex() if revealed else None,
+                    "chances": dict(revealed.get("chances", {})) if revealed else None,
                 }
         return out
 
@@ -122,6 +136,16 @@ class AuditRecords:
         with self._store.read() as txn:
             rows = [r for _, r in txn.scan(AUDITS, f"{self._run}/v/")]
         return [Verdict.decode(bytes(r["verdict"])) for r in rows]
+
+    def foreign_checked(self, window: int, miner: str, validator: str) -> str | None:
+        """What checking another validator's fail of (window, miner) gave (None: unchecked)."""
+        with self._store.read() as txn:
+            row = txn.get(AUDITS, self._key("f", window, f"{miner}/{validator}"))
+        return None if row is None else str(row["outcome"])
+
+    def set_foreign_checked(self, window: int, miner: str, validator: str, outcome: str) -> None:
+        with self._store.write() as txn:
+            txn.put(AUDITS, self._key("f", window, f"{miner}/{validator}"), {"outcome": outcome})
 
     def statement(self, window: int, miner: str) -> bytes | None:
         """The signed AuditVerdict head of an audit (for anyone to verify)."""

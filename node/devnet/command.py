@@ -81,7 +81,8 @@ def add_parser(sub: Any) -> None:
         default=[],
         metavar="KIND,…",
         help="cheating miners: miner i runs --fault KIND i (lazy, random, stale, copycat, nan, "
-        "late, free-rider); the validators then audit every miner of every window",
+        "late, free-rider; lazy:0.25 is lazy in one window of four); the validators then audit "
+        "every miner of every window",
     )
     run.add_argument(
         "--audit-wait",
@@ -220,9 +221,14 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.model not in PRESETS:
         print(f"devnet: unknown --model {args.model!r} ({', '.join(PRESETS)})", file=sys.stderr)
         return 2
-    from node.mining.faults import FAULTS
+    from node.mining.faults import FAULTS, check
 
-    unknown = [k for k in args.faults if k not in FAULTS]
+    unknown = []
+    for kind in args.faults:
+        try:
+            check(kind)
+        except ValueError:
+            unknown.append(kind)
     if unknown:
         print(f"devnet: unknown --faults {unknown} ({', '.join(FAULTS)})", file=sys.stderr)
         return 2

@@ -16,6 +16,10 @@ it lies about the computation behind them:
   free-rider  forwards, never runs a backward pass nor sends a gradient
   bad-merge   computes honestly, but as an owner in its stage's merge serves a wrong reduction
               (`node.merging`; the compute here is the honest one)
+
+`KIND:F` (F in (0, 1], for the unit faults lazy, random, nan and free-rider) cheats in one
+window out of round(1/F) (windows w with w % period == period - 1) and is honest in the others:
+`lazy:0.25` is lazy in windows 3, 7, 11, …
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from p2p.tensors import TensorPayload
 
 FAULTS = ("lazy", "random", "stale", "copycat", "nan", "late", "free-rider", "bad-merge")
 MERGE_FAULTS = frozenset({"bad-merge"})
+INTERMITTENT = frozenset({"lazy", "random", "nan", "free-rider"})
+"""Faults that can cheat in some windows only (`KIND:F`)."""
 """Faults of the merge, not of the compute: `make` gives honest compute for them."""
 LATE_S = 30.0
 
@@ -227,11 +233,47 @@ _KINDS: dict[str, Callable[[], Behaviour]] = {
 }
 
 
+class Intermittent(Behaviour):
+    """`inner` in one window out of `period`, honest compute in the others."""
+
+    def __init__(self, inner: Behaviour, period: int) -> None:
+        self.inner, self.period = inner, period
+        self.kind = f"{inner.kind}:{1 / period:g}"
+
+    def _now(self, key: BatchKey) -> Behaviour:
+        return self.inner if key[0] % self.period == self.period - 1 else _HONEST
+
+    def forward(self, h: StageHolding, key: BatchKey, p: TensorPayload | None) -> StepResult:
+        return self._now(key).forward(h, key, p)
+
+    def backward(self, h: StageHolding, key: BatchKey, p: TensorPayload) -> StepResult:
+        return self._now(key).backward(h, key, p)
+
+
+_HONEST = Behaviour()
+
+
+def check(kind: str) -> None:
+    """Raise ValueError unless `kind` names a fault (or is "" for none)."""
+    make(kind)
+
+
 def make(kind: str) -> Behaviour | None:
     """The behaviour of `kind` ("" = honest: None, the pipeline calls compute directly)."""
     if not kind or kind in MERGE_FAULTS:
         return None
+    base, _, share = kind.partition(":")
+    if base not in _KINDS:
+        raise ValueError(f"unknown miner fault {kind!r} (faults: {', '.join(FAULTS)})")
+    if not share:
+        return _KINDS[base]()
     try:
-        return _KINDS[kind]()
-    except KeyError:
-        raise ValueError(f"unknown miner fault {kind!r} (faults: {', '.join(FAULTS)})") from None
+        fraction = float(share)
+    except ValueError:
+        fraction = math.nan
+    if base not in INTERMITTENT or not 0 < fraction <= 1:
+        raise ValueError(
+            f"miner fault {kind!r}: KIND:F takes F in (0, 1] and KIND in "
+            f"{', '.join(sorted(INTERMITTENT))}"
+        )
+    return Intermittent(_KINDS[base](), max(1, round(1 / fraction)))

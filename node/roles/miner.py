@@ -77,8 +77,10 @@ class MinerConfig:
             raise ValueError("miner.threads and miner.retention_max_mib must be >= 0")
         if self.receipt_batch > 100:
             raise ValueError("miner.receipt_batch must be <= 100 (receipts share one head)")
-        if self.fault and self.fault not in faults.FAULTS:
-            raise ValueError(f"miner.fault {self.fault!r} is not one of {', '.join(faults.FAULTS)}")
+        try:
+            faults.check(self.fault)
+        except ValueError as exc:
+            raise ValueError(f"miner.fault: {exc}") from None
         if self.device is not None and not _DEVICE.fullmatch(self.device):
             raise ValueError(f"miner.device {self.device!r} is not a torch device name")
         for name in (

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from node.auditing.auditor import Auditor, AuditSettings, run_audits
+from node.auditing.foreign import ForeignFails
+from node.auditing.pay_book import PayBook
 from node.auditing.records import AuditRecords
 from node.chain.weight_setter import WeightPolicy, WeightSetter
 from node.merging.disputes import DisputeLog
 from node.roles.base import RoleComponent, RoleContext
 from node.service import sleep_forever
-from verification.scores import Decay, book, incentives, scores
+from verification.sampling import SamplingRule
+from verification.scores import Decay
 
 
 @dataclass(kw_only=True, slots=True)
@@ -31,7 +34,11 @@ class ValidatorConfig:
     orchestrator: str = ""
     """The orchestrator's peer id ("" = the first admitted peer with the orchestrator role)."""
     miners_per_window: int = 2
-    """Miners drawn for audit in each window."""
+    """Miners audited in a window at the least (on average; `sampling.floor` may ask more)."""
+    sampling: SamplingRule = field(default_factory=SamplingRule)
+    """Each miner's audit probability per window (`verification.sampling`)."""
+    penalty_windows: int = 150
+    """Windows after a failed one that pay its miner nothing (docs/decisions.md: Pay rules)."""
     exact: bool = True
     """Bitwise comparison (same device kind and settings as the miners); False: tolerances."""
     threads: int = 1
@@ -55,8 +62,15 @@ class ValidatorConfig:
             raise ValueError("validator.weights_interval must be >= 1, burn_fraction in [0, 1]")
         if self.burn_fraction > 0 and self.burn_uid < 0:
             raise ValueError("validator.burn_fraction needs a validator.burn_uid")
-        if min(self.miners_per_window, self.t_decay, self.commit_ahead - 1) < 0 or self.threads < 1:
-            raise ValueError("validator.miners_per_window and t_decay must be >= 0, threads >= 1")
+        if (
+            min(self.miners_per_window, self.t_decay, self.commit_ahead - 1, self.penalty_windows)
+            < 0
+            or self.threads < 1
+        ):
+            raise ValueError(
+                "validator.miners_per_window, t_decay and penalty_windows must be >= 0, "
+                "threads >= 1"
+            )
         for name in ("tick_s", "timeout_s"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
@@ -69,21 +83,29 @@ class ValidatorComponent(RoleComponent[ValidatorConfig]):
     def __init__(self, config: ValidatorConfig, ctx: RoleContext) -> None:
         super().__init__(config, ctx)
         self.records = AuditRecords(ctx.store, ctx.run_id, ctx.endpoint.peer_id)
+        self.decay = Decay(t_decay=config.t_decay)
+        self.pay = PayBook(
+            self.records,
+            self.decay,
+            penalty_windows=config.penalty_windows,
+            rule=config.sampling,
+            miners_per_window=config.miners_per_window,
+        )
         cache = Path(config.data_cache) if config.data_cache else ctx.home / "data"
         self.auditor = Auditor(
             ctx.endpoint,
             self.records,
             self._orchestrator,
             AuditSettings(
-                miners_per_window=config.miners_per_window,
                 exact=config.exact,
                 threads=config.threads,
                 timeout_s=config.timeout_s,
                 data_cache=cache,
                 commit_ahead=config.commit_ahead,
             ),
+            self.pay.chances,
         )
-        self.decay = Decay(t_decay=config.t_decay)
+        self.foreign = ForeignFails(self.auditor, horizon=config.t_decay)
         self.weights: WeightSetter | None = None
         if ctx.chain is not None:
             policy = WeightPolicy(
@@ -119,7 +141,7 @@ class ValidatorComponent(RoleComponent[ValidatorConfig]):
             self.manager.run_task("weights", self._set_weights(self.weights))
         if not self.config.audit:
             await sleep_forever()
-        await run_audits(self.auditor, self.config.tick_s)
+        await run_audits(self.auditor, self.config.tick_s, self.foreign.check)
 
     async def _set_weights(self, setter: WeightSetter) -> None:
         while True:
@@ -141,19 +163,14 @@ class ValidatorComponent(RoleComponent[ValidatorConfig]):
         current = self.auditor.current_window
         if current is None:
             return {}
-        records = book(self.records.work(), self.records.verdicts())
-        return incentives(records, current, self.decay)
+        return self.pay.incentives(current)
 
     def status(self) -> dict[str, Any]:
         verdicts = self.records.verdicts()
-        records = book(self.records.work(), verdicts)
         audited: dict[str, dict[str, int]] = {}
         for v in verdicts:
             counts = audited.setdefault(v.miner, {"pass": 0, "fail": 0, "inconclusive": 0})
             counts[v.outcome.value] += 1
-        windows: dict[str, dict[str, int]] = {}
-        for (miner, window), s in sorted(scores(records).items()):
-            windows.setdefault(miner, {})[str(window)] = s
         return {
             "weights": self.weights.status() if self.weights else None,
             "hotkey": self.ctx.binding_hotkey,
@@ -181,9 +198,5 @@ class ValidatorComponent(RoleComponent[ValidatorConfig]):
                 }
                 for v in list(self.auditor.latest)[-10:]
             ],
-            "scores": {
-                "t_decay": self.decay.t_decay,
-                "incentives": self.incentives(),
-                "windows": windows,
-            },
+            "scores": self.pay.status(self.auditor.current_window),
         }

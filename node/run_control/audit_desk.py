@@ -9,7 +9,10 @@ Only admitted peers whose Hello declares the validator role may ask (others are 
     started from (the previous window's, "" = seed init) and ended at, the window's routes (which
     miner held which stage of each batch, so inputs can be fetched from the neighbours) and each
     miner's accepted backward receipts (its IOTA S before audits);
-  - `VerdictReport` of signed `AuditVerdict` heads: verified and kept in the `audits` table.
+  - `VerdictReport` of signed `AuditVerdict` heads: verified and kept in the `audits` table
+    (under `<run>/reported/`, apart from a validator role's own records on the same node);
+  - `VerdictQuery(since)` → `VerdictList`: the fails any validator reported for windows `since`
+    on, as their signed heads, for every validator to check by replaying them itself.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from p2p.messages import (
     Message,
     ReceiptList,
     ReceiptQuery,
+    VerdictList,
+    VerdictQuery,
     VerdictReport,
     WindowInfo,
     WindowInfoQuery,
@@ -43,6 +48,8 @@ AUDITS = "audits"
 PAGE = 64
 """Receipt heads per ReceiptList (they travel in the reply's 64 KiB head)."""
 MAX_VERDICTS = 64
+VERDICT_PAGE = 32
+"""Verdict heads per VerdictList."""
 
 
 class AuditDesk:
@@ -68,6 +75,7 @@ class AuditDesk:
         endpoint.register(ReceiptQuery, self.on_receipts)
         endpoint.register(WindowInfoQuery, self.on_window)
         endpoint.register(VerdictReport, self.on_verdicts)
+        endpoint.register(VerdictQuery, self.on_verdict_query)
 
     @staticmethod
     def _validator(peer: PeerSession) -> None:
@@ -146,17 +154,38 @@ class AuditDesk:
             if verdict.validator != peer.peer_id:
                 self.counters["verdicts_refused"] += 1
                 continue
-            key = f"{self._run}/v/{verdict.window:010d}/{verdict.miner}/{peer.peer_id}"
+            key = f"{self._prefix}{verdict.window:010d}/{verdict.miner}/{peer.peer_id}"
+            row = {"statement": head, "received_at": now, "outcome": verdict.outcome.value}
             with self._store.write() as txn:
-                txn.put(AUDITS, key, {"statement": head, "received_at": now})
+                txn.put(AUDITS, key, row)
             self.counters[f"verdicts_{verdict.outcome.value}"] += 1
         return Ack()
+
+    async def on_verdict_query(self, msg: VerdictQuery, peer: PeerSession) -> Message:
+        self._validator(peer)
+        heads: list[bytes] = []
+        start = self._prefix + (msg.after + "\x00" if msg.after else f"{max(msg.since, 0):010d}")
+        self.counters["verdict_queries"] += 1
+        last = ""
+        with self._store.read() as txn:
+            for key, row in txn.range(AUDITS, start, self._prefix + "~"):
+                if row.get("outcome") != "fail":
+                    continue
+                if len(heads) == VERDICT_PAGE:
+                    return VerdictList(verdicts=heads, more=True, cursor=last)
+                heads.append(bytes(row["statement"]))
+                last = key.decode()[len(self._prefix) :]
+        return VerdictList(verdicts=heads)
+
+    @property
+    def _prefix(self) -> str:
+        return f"{self._run}/reported/"
 
     def verdicts(self, window: int) -> list[Verdict]:
         """The verdicts validators reported for `window`."""
         out = []
         with self._store.read() as txn:
-            rows = [r for _, r in txn.scan(AUDITS, f"{self._run}/v/{window:010d}/")]
+            rows = [r for _, r in txn.scan(AUDITS, f"{self._prefix}{window:010d}/")]
         for row in rows:
             statement, _ = open_statement(row["statement"], AuditVerdict, run=self._run)
             out.append(Verdict.decode(statement.verdict))

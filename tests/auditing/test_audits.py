@@ -19,8 +19,9 @@ from p2p.refusals import Reason, Refused
 from store import BlobStore
 from tests.auditing.conftest import Network
 from tests.mining.kit import SPEC, endpoint, miner_of, wait_for
+from verification.sampling import targeted_draw
 from verification.scores import Decay, book, incentives
-from verification.selection import draw, verify_reveal
+from verification.selection import verify_reveal
 from verification.verdict import Outcome, Verdict
 from verification.verdict import Reason as VerdictReason
 
@@ -128,25 +129,32 @@ async def test_audits_catch_cheaters_and_keep_honest_scores(network: Network) ->
     v = by_miner_window(net)[target_id, gap]
     assert (v.outcome, v.reason) == (Outcome.INCONCLUSIVE, VerdictReason.MISSING_EVIDENCE), v
 
-    # Score book: failed windows forfeit S, inconclusive ones keep it ------------------------
+    # Pay book: a fail forfeits everything up to it and bars the penalty windows after it ----
     status = val.status()
     windows = status["scores"]["windows"]
+    fails = []
     for kind, cheated_windows in cheated.items():
         failed = [w for w in cheated_windows if verdicts[target_id, w].outcome is Outcome.FAIL]
         assert all(windows[target_id][str(w)] == 0 for w in failed), kind
-    assert windows[target_id][str(gap)] > 0
+        fails += failed
+    assert windows[target_id][str(gap)] > 0  # its own S stands (the pay rules hold it back)
     assert windows[target_id]["0"] == SPEC.batches_per_window
     incentives = status["scores"]["incentives"]
     now = auditor.current_window
     assert now is not None
-    for peer in ids:
+    honest = [p for p in ids if p != target_id]
+    for peer in honest:
         expected = sum(
             s for w, s in windows[peer].items() if now - int(w) <= status["scores"]["t_decay"]
         )
         assert incentives[peer] == pytest.approx(expected)
-    assert incentives[target_id] < min(incentives[p] for p in ids if p != target_id)
+    penalty = status["scores"]["penalty_windows"]
+    assert penalty > 0 and "forfeits everything" in status["scores"]["rules"]
+    assert incentives[target_id] == 0.0  # window 0 passed, and still: forfeited by the fails
+    standing = status["scores"]["standings"][target_id]
+    assert standing["barred_through"] == max(fails) + penalty
     short = incentives_at(val, now, Decay(t_decay=1))  # step decay: only the last two windows
-    for peer in ids:
+    for peer in honest:
         assert short[peer] == sum(windows[peer].get(str(w), 0) for w in (now - 1, now))
     assert status["verdicts"]["fail"] >= len(KINDS) and status["verdicts"]["inconclusive"] >= 1
 
@@ -158,9 +166,11 @@ async def test_audits_catch_cheaters_and_keep_honest_scores(network: Network) ->
         secret = bytes.fromhex(entry["secret"])
         assert verify_reveal(bytes.fromhex(entry["commitment"]), me, int(window), secret)
         assert not verify_reveal(bytes.fromhex(entry["commitment"]), me, int(window) + 1, secret)
-        picked = draw(secret, int(window), [(p, 4) for p in ids], miners_per_window=3,
-                      units_per_miner=None)  # fmt: skip
+        chances = entry["chances"]  # every miner: sampled at 3 a window of 3 (or after a fail)
+        assert sorted(chances) == ids and all(c == 1.0 for c in chances.values()), chances
+        picked = targeted_draw(secret, int(window), [(p, 4) for p in ids], chances)
         assert picked.peers() == ids
+        assert targeted_draw(secret, int(window), [(p, 4) for p in ids], {}).peers() == []
     assert any(e["secret"] is None for e in status["commitments"].values())  # not yet revealed
 
     # The orchestrator got the signed verdicts; only validators may query evidence -----------

@@ -4,11 +4,13 @@ import pytest
 
 from verification.scores import (
     Decay,
+    Standing,
     WindowWork,
     book,
     incentives,
     normalize,
     scores,
+    standings,
     weight_vector,
     window_score,
 )
@@ -71,15 +73,38 @@ def test_geometric_decay() -> None:
         Decay(t_decay=-1)
 
 
-def test_a_failed_audit_forfeits_only_its_window_even_retroactively() -> None:
-    counts = {("a", w): 10 for w in range(3)} | {("b", w): 10 for w in range(3)}
-    decay = Decay(t_decay=5)
-    before = incentives(book(counts), 2, decay)
-    assert before == {"a": 30.0, "b": 30.0}
-    after = incentives(book(counts, [verdict("a", 0, Outcome.FAIL)]), 2, decay)
-    assert after == {"a": 20.0, "b": 30.0}
-    inconclusive = incentives(book(counts, [verdict("b", 1, Outcome.INCONCLUSIVE)]), 2, decay)
-    assert inconclusive == before
+def test_a_failed_audit_forfeits_the_whole_horizon_and_bars_the_windows_after() -> None:
+    counts = {("a", w): 10 for w in range(8)} | {("b", w): 10 for w in range(8)}
+    decay = Decay(t_decay=10)
+    assert incentives(book(counts), 7, decay) == {"a": 80.0, "b": 80.0}
+    fail = [verdict("a", 2, Outcome.FAIL)]
+    # Windows 0..2 forfeited (not only the audited window 2), 3..5 barred, 6 and 7 paid.
+    book_ = standings(book(counts, fail), 7, decay, penalty_windows=3)
+    assert book_["a"] == Standing(incentive=20.0, escrow=0.0, barred_through=5)
+    assert book_["b"] == Standing(incentive=80.0, escrow=0.0, barred_through=None)
+    assert incentives(book(counts, fail), 7, decay) == {"a": 50.0, "b": 80.0}  # no penalty
+    # A fail that arrives late still forfeits every window before it.
+    late = [*fail, verdict("a", 7, Outcome.FAIL), verdict("a", 6, Outcome.PASS)]
+    assert incentives(book(counts, late), 7, decay, penalty_windows=3) == {"a": 0.0, "b": 80.0}
+    with pytest.raises(ValueError):
+        standings([], 0, decay, penalty_windows=-1)
+
+
+def test_an_inconclusive_window_waits_in_escrow_for_a_later_pass() -> None:
+    counts = {("a", w): 10 for w in range(4)}
+    decay = Decay(t_decay=10)
+    held = [verdict("a", 1, Outcome.INCONCLUSIVE)]
+    assert standings(book(counts, held), 3, decay)["a"] == Standing(30.0, 10.0, None)
+    earlier_pass = [*held, verdict("a", 0, Outcome.PASS)]  # a pass before it releases nothing
+    assert standings(book(counts, earlier_pass), 3, decay)["a"].escrow == 10.0
+    paid = [*held, verdict("a", 2, Outcome.PASS)]
+    assert standings(book(counts, paid), 3, decay)["a"] == Standing(40.0, 0.0, None)
+    same_window = [*held, verdict("a", 1, Outcome.PASS)]  # another validator's pass of it
+    assert standings(book(counts, same_window), 3, decay)["a"].incentive == 40.0
+    forfeited = [*held, verdict("a", 3, Outcome.FAIL)]
+    assert standings(book(counts, forfeited), 3, decay)["a"] == Standing(0.0, 0.0, 3)
+    decayed = standings(book(counts, held), 12, decay)["a"]  # window 1 is past the horizon
+    assert decayed.escrow == 0.0 and decayed.incentive == 20.0
 
 
 def test_normalisation_and_ties() -> None:

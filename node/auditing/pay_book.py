@@ -1,0 +1,96 @@
+"""A validator's pay book: its audit records read under the pay rules and the sampling rule.
+
+Standings and incentives come from `verification.scores` (forfeit over the horizon, the penalty
+windows, escrow of inconclusive windows); each window's audit probabilities from
+`verification.sampling`, given each miner's audits over the recent windows and its share of the
+pay. `status()` says all of it in `/status`, with the rules in a miner's words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from node.auditing.records import AuditRecords
+from verification.sampling import AuditHistory, SamplingRule, probabilities
+from verification.scores import Decay, Standing, book, normalize, scores, standings
+from verification.verdict import Outcome
+
+RULES = (
+    "You are paid for the backward passes of your windows, counted for {t_decay} windows. "
+    "An audit that fails forfeits everything you earned up to the failed window and pays you "
+    "nothing for the {penalty} windows after it. A window whose audit is inconclusive is held "
+    "until an audit of a later window of yours passes. Every miner is audited with a "
+    "probability of at least {floor:.0%} a window, more when it earns more than an equal share, "
+    "when its audits are often inconclusive, and every window ({after_fail:.0%}) after a fail."
+)
+
+
+class PayBook:
+    def __init__(
+        self,
+        records: AuditRecords,
+        decay: Decay,
+        *,
+        penalty_windows: int,
+        rule: SamplingRule,
+        miners_per_window: int,
+    ) -> None:
+        self.records = records
+        self.decay = decay
+        self.penalty_windows = penalty_windows
+        self.rule = rule
+        self.miners_per_window = miners_per_window
+
+    def standings(self, current: int) -> dict[str, Standing]:
+        records = book(self.records.work(), self.records.verdicts())
+        return standings(records, current, self.decay, penalty_windows=self.penalty_windows)
+
+    def incentives(self, current: int) -> dict[str, float]:
+        return {m: s.incentive for m, s in self.standings(current).items()}
+
+    def chances(self, window: int, miners: list[str]) -> dict[str, float]:
+        """Each miner's audit probability for `window`, from its audits of the windows before
+        it within the decay horizon and its share of the pay at that window."""
+        recent: dict[str, list[Outcome]] = {}
+        for v in self.records.verdicts():
+            if window - self.decay.t_decay <= v.window < window:
+                recent.setdefault(v.miner, []).append(v.outcome)
+        history = {
+            m: AuditHistory(
+                audits=len(o),
+                fails=o.count(Outcome.FAIL),
+                inconclusive=o.count(Outcome.INCONCLUSIVE),
+            )
+            for m, o in recent.items()
+        }
+        pay = {m: v for m, v in self.incentives(window).items() if m in miners}
+        return probabilities(
+            self.rule,
+            miners,
+            miners_per_window=self.miners_per_window,
+            history=history,
+            pay_share=normalize(pay),
+        )
+
+    def status(self, current: int | None) -> dict[str, Any]:
+        rule = asdict(self.rule)
+        out: dict[str, Any] = {
+            "t_decay": self.decay.t_decay,
+            "penalty_windows": self.penalty_windows,
+            "sampling": {**rule, "miners_per_window": self.miners_per_window},
+            "rules": RULES.format(t_decay=self.decay.t_decay, penalty=self.penalty_windows, **rule),
+        }
+        if current is None:
+            return {**out, "incentives": {}, "standings": {}, "windows": {}}
+        book_ = self.standings(current)
+        windows: dict[str, dict[str, int]] = {}
+        records = book(self.records.work(), self.records.verdicts())
+        for (miner, window), s in sorted(scores(records).items()):
+            windows.setdefault(miner, {})[str(window)] = s
+        return {
+            **out,
+            "incentives": {m: s.incentive for m, s in book_.items()},
+            "standings": {m: asdict(s) for m, s in book_.items()},
+            "windows": windows,
+        }
