@@ -46,8 +46,9 @@ class Evidence:
     digests: list[bytes] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     incomplete: list[str] = field(default_factory=list)
-    """Why the receipts may not be all the miner computed (a batch re-routed through it: the
-    ledger keeps one receipt per batch, stage and direction), so no fail can stand."""
+    """Why the receipts may not be all the miner computed (a batch re-routed through it whose
+    receipts name no route: the ledger keeps one such receipt per batch, stage and direction),
+    so no fail can stand. Receipts that name their route are kept one per route and judged."""
     fetched_bytes: int = 0
 
 
@@ -143,8 +144,11 @@ class EvidenceFetcher:
             batch = info.batches.get(route_id)
             if batch is not None and len(miners) == n_stages and miners[stage] == miner:
                 taken[batch] = taken.get(batch, 0) + 1
+        unnamed = {r.batch for r, _ in mine.items if not r.route}  # one receipt for all routes
         evidence.incomplete.extend(
-            f"batch {b} was routed through this miner {n} times" for b, n in taken.items() if n > 1
+            f"batch {b} was routed through this miner {n} times, its receipts name no route"
+            for b, n in taken.items()
+            if n > 1 and b in unnamed
         )
         neighbours: dict[int, dict[ReceiptKey, Receipt]] = {}
         for other in (stage - 1, stage + 1):

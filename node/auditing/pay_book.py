@@ -85,12 +85,24 @@ class PayBook:
             return {**out, "incentives": {}, "standings": {}, "windows": {}}
         book_ = self.standings(current)
         windows: dict[str, dict[str, int]] = {}
-        records = book(self.records.work(), self.records.verdicts())
-        for (miner, window), s in sorted(scores(records).items()):
+        work = self.records.work()
+        verdicts = self.records.verdicts()
+        for (miner, window), s in sorted(scores(book(work, verdicts)).items()):
             windows.setdefault(miner, {})[str(window)] = s
+        first_fail: dict[str, int] = {}
+        for v in verdicts:
+            if v.outcome is Outcome.FAIL:
+                first_fail[v.miner] = min(v.window, first_fail.get(v.miner, v.window))
+        recent: dict[str, int] = {}  # backward units claimed within the horizon
+        for (miner, window), units in work.items():
+            if 0 <= current - window <= self.decay.t_decay:
+                recent[miner] = recent.get(miner, 0) + units
         return {
             **out,
             "incentives": {m: s.incentive for m, s in book_.items()},
-            "standings": {m: asdict(s) for m, s in book_.items()},
+            "standings": {
+                m: {**asdict(s), "first_fail": first_fail.get(m), "work": recent.get(m, 0)}
+                for m, s in book_.items()
+            },
             "windows": windows,
         }

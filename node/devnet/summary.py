@@ -102,17 +102,23 @@ def build_summary(
 
 def audit_summary(section: Mapping[str, Any] | None, names: Mapping[str, str]) -> dict[str, Any]:
     """A validator's `/status` section as {"audited_windows", "verdicts", "miners": {name:
-    {"pass", "fail", "inconclusive", "incentive"}}}, miners named by `names` (peer id -> name)."""
+    {"pass", "fail", "inconclusive", "incentive", and from its pay book "escrow",
+    "barred_through", "first_fail", "work" (backward units in the horizon)}}}, miners named by
+    `names` (peer id -> name)."""
     section = section or {}
     audited = section.get("audited") or {}
     incentive = (section.get("scores") or {}).get("incentives") or {}
+    standings = (section.get("scores") or {}).get("standings") or {}
     miners = {}
     for peer in sorted(set(audited) | set(incentive)):
         counts = audited.get(peer) or {}
+        standing = standings.get(peer) or {}
         miners[names.get(peer, peer)] = {
             **{o: int(counts.get(o, 0)) for o in ("pass", "fail", "inconclusive")},
             "incentive": float(incentive.get(peer, 0.0)),
-        }
+            **{k: standing[k] for k in ("escrow", "barred_through", "first_fail", "work")
+               if k in standing},
+        }  # fmt: skip
     next_window = section.get("next_window")
     return {
         "audited_windows": next_window if isinstance(next_window, int) else 0,

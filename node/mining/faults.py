@@ -16,6 +16,8 @@ it lies about the computation behind them:
   free-rider  forwards, never runs a backward pass nor sends a gradient
   bad-merge   computes honestly, but as an owner in its stage's merge serves a wrong reduction
               (`node.merging`; the compute here is the honest one)
+  slow        not a cheat: computes honestly at half speed (sleeps as long as each unit took),
+              for benches of what a slow honest miner earns
 
 `KIND:F` (F in (0, 1], for the unit faults lazy, random, nan and free-rider) cheats in one
 window out of round(1/F) (windows w with w % period == period - 1) and is honest in the others:
@@ -36,7 +38,7 @@ from node.mining.state import BatchKey, StageHolding
 from p2p.envelope import digest
 from p2p.tensors import TensorPayload
 
-FAULTS = ("lazy", "random", "stale", "copycat", "nan", "late", "free-rider", "bad-merge")
+FAULTS = ("lazy", "random", "stale", "copycat", "nan", "late", "free-rider", "bad-merge", "slow")
 MERGE_FAULTS = frozenset({"bad-merge"})
 INTERMITTENT = frozenset({"lazy", "random", "nan", "free-rider"})
 """Faults that can cheat in some windows only (`KIND:F`)."""
@@ -214,6 +216,22 @@ class Late(Behaviour):
         return super().backward(h, key, p)
 
 
+class Slow(Behaviour):
+    kind = "slow"
+
+    def forward(self, h: StageHolding, key: BatchKey, p: TensorPayload | None) -> StepResult:
+        started = time.perf_counter()
+        result = super().forward(h, key, p)
+        time.sleep(time.perf_counter() - started)
+        return result
+
+    def backward(self, h: StageHolding, key: BatchKey, p: TensorPayload) -> StepResult:
+        started = time.perf_counter()
+        result = super().backward(h, key, p)
+        time.sleep(time.perf_counter() - started)
+        return result
+
+
 class FreeRider(Behaviour):
     kind = "free-rider"
 
@@ -230,6 +248,7 @@ _KINDS: dict[str, Callable[[], Behaviour]] = {
     "nan": NaN,
     "late": Late,
     "free-rider": FreeRider,
+    "slow": Slow,
 }
 
 

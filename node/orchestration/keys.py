@@ -67,16 +67,19 @@ class Keys:
         return f"{self.run}/wait/"
 
     # receipts table
-    def receipt(self, window: int, batch: int, stage: int, direction: str, signer: str) -> str:
-        return f"{self.batch_receipts(window, batch)}{_n(stage)}/{direction}/{signer}"
+    def receipt(
+        self, window: int, batch: int, stage: int, direction: str, signer: str, route: str
+    ) -> str:
+        return f"{self.batch_receipts(window, batch)}{_n(stage)}/{direction}/{signer}/{route}"
 
     def batch_receipts(self, window: int, batch: int) -> str:
         return f"{self.run}/b/{_n(window)}/{_n(batch)}/"
 
     def miner_receipt(
-        self, window: int, signer: str, batch: int, stage: int, direction: str
+        self, window: int, signer: str, batch: int, stage: int, direction: str, route: str
     ) -> str:
-        return f"{self.miner_receipts(window, signer)}{_n(batch)}/{_n(stage)}/{direction}"
+        head = self.miner_receipts(window, signer)
+        return f"{head}{_n(batch)}/{_n(stage)}/{direction}/{route}"
 
     def miner_receipts(self, window: int, signer: str | None = None) -> str:
         head = f"{self.run}/m/{_n(window)}/"

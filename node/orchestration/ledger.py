@@ -58,6 +58,9 @@ class ReceiptRecord:
     output_digest: bytes
     weights_version: str
     received_at: float
+    route: str = ""
+    """The route the unit was done on ("" from a sender that named none): a batch re-routed
+    through the same miner leaves one receipt per route, so its work can still be replayed."""
     seq: int = 0
     """The signer's sequence number of the receipt: its order among the signer's work."""
     statement: bytes = b""
@@ -140,18 +143,20 @@ class ReceiptLedger:
         routes = self._router.routes_for_batch(txn, rec.window, rec.batch)
         if not routes:
             return LedgerRefusal.UNKNOWN_BATCH
-        mine = [r for r in routes if r.miners[rec.stage] == signer]
+        mine = [
+            r for r in routes if r.miners[rec.stage] == signer and rec.route in ("", r.route_id)
+        ]
         if not mine:
             return LedgerRefusal.WRONG_STAGE
         k = self._keys
-        key = k.receipt(rec.window, rec.batch, rec.stage, rec.direction, signer)
+        key = k.receipt(rec.window, rec.batch, rec.stage, rec.direction, signer, rec.route)
         if txn.get(RECEIPTS, key) is not None:
             return Reason.REPLAY
         value = asdict(rec) | {"direction": rec.direction.value}
         txn.put(RECEIPTS, key, value)
         txn.put(
             RECEIPTS,
-            k.miner_receipt(rec.window, signer, rec.batch, rec.stage, rec.direction),
+            k.miner_receipt(rec.window, signer, rec.batch, rec.stage, rec.direction, rec.route),
             value,
         )
         disputes = sum(self._check_chain(txn, rec, route, now) for route in mine)
@@ -159,10 +164,22 @@ class ReceiptLedger:
         return None
 
     def receipt(
-        self, txn: ReadTxn, window: int, batch: int, stage: int, direction: str, signer: str
+        self,
+        txn: ReadTxn,
+        window: int,
+        batch: int,
+        stage: int,
+        direction: str,
+        signer: str,
+        route: str,
     ) -> ReceiptRecord | None:
-        record = txn.get(RECEIPTS, self._keys.receipt(window, batch, stage, direction, signer))
-        return None if record is None else ReceiptRecord.from_record(record)
+        """`signer`'s receipt of the unit on `route` (or on no named route)."""
+        for name in (route, ""):
+            key = self._keys.receipt(window, batch, stage, direction, signer, name)
+            record = txn.get(RECEIPTS, key)
+            if record is not None:
+                return ReceiptRecord.from_record(record)
+        return None
 
     def receipts_for(self, txn: ReadTxn, window: int, miner: str) -> list[ReceiptRecord]:
         """A miner's receipts of a window, by batch, stage and direction."""
@@ -201,7 +218,11 @@ class ReceiptLedger:
             return None
         if stage >= self._registry.assignment.n_stages:
             return None
+        route = fields.get("route", "")
+        if not isinstance(route, str) or len(route) > 64:
+            return None
         return ReceiptRecord(
+            route=route,
             signer=signer,
             window=window,
             batch=batch,
@@ -252,7 +273,7 @@ class ReceiptLedger:
         if stage == rec.stage:
             return rec
         miner = route.miners[stage]
-        return self.receipt(txn, rec.window, rec.batch, stage, rec.direction, miner)
+        return self.receipt(txn, rec.window, rec.batch, stage, rec.direction, miner, route.route_id)
 
     def _count(self, txn: WriteTxn, window: int, *, receipts: int, disputes: int) -> None:
         have_receipts, have_disputes = self.counts(txn, window)

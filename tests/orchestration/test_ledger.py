@@ -138,3 +138,27 @@ def test_backward_chain_break_is_a_dispute(orch: Orchestrator) -> None:
     assert (dispute.upstream_stage, dispute.upstream_miner) == (1, "b")
     assert (dispute.downstream_stage, dispute.downstream_miner) == (0, "a")
     assert (dispute.upstream_output, dispute.downstream_input) == (digest(50), digest(51))
+
+
+def test_a_batch_re_routed_through_the_same_miner_keeps_a_receipt_per_route(
+    store: Store,
+) -> None:
+    """Route 1 of batch 0 lapses and the batch goes round the same single miner again: the
+    miner's receipts of both routes are kept (the audit replays both), each once."""
+    orch = Orchestrator(store, make_config(n_stages=1, batches=1, max_attempts=3), FakeClock())
+    orch.register_miner("x", "hk", 1.0, now=T0)
+    first = orch.issue_route(0, 0, now=T0)
+    assert first is not None
+    on_first = receipt(0, 0, 0, FWD, 0, 1) | {"route": first.route_id}
+    assert orch.ingest_receipt("x", on_first, now=T0 + 1) is None
+    assert orch.expire(now=T0 + 30) == []  # lapsed: the only miner is suspect, the batch waits
+    orch.heartbeat("x", now=T0 + 31)
+    [second] = orch.tick(now=T0 + 31)
+    assert second.miners == ("x",) and second.route_id != first.route_id
+    on_second = receipt(0, 0, 0, FWD, 0, 1) | {"route": second.route_id}
+    assert orch.ingest_receipt("x", on_second, now=T0 + 32) is None
+    assert orch.ingest_receipt("x", on_second, now=T0 + 33) is Reason.REPLAY
+    unknown = receipt(0, 0, 0, FWD, 0, 1) | {"route": "0.0.9"}
+    assert orch.ingest_receipt("x", unknown, now=T0 + 33) is LedgerRefusal.WRONG_STAGE
+    mine = orch.receipts_for(0, "x")
+    assert sorted(r.route for r in mine) == [first.route_id, second.route_id]
