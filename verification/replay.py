@@ -73,6 +73,8 @@ class UnitResult:
     comparison: Comparison | None = None
     """For a mismatch with `claimed_output` supplied (and matching its digest)."""
     note: str = ""
+    steps: int = 0
+    """Optimizer steps the replay took in this window before the unit (0: the start weights)."""
 
 
 @dataclass(slots=True)
@@ -157,6 +159,7 @@ class _Run:
         self.first = stage == 0
         self.last = stage == spec.n_stages - 1
         self.act_shape = (spec.batch_size, spec.seq_len, spec.model_config().dim)
+        self.start_version = engine.weights_version
         self.losses: dict[BatchKey, bytes] = {}
         """The loss digest each last-stage forward claimed: what its backward reads."""
 
@@ -165,6 +168,7 @@ class _Run:
         if direction not in (FORWARD, BACKWARD):
             raise ValueError(f"unit {index}: direction {direction!r}")
         key: BatchKey = (unit.window, unit.batch, unit.route)
+        steps = self.engine.weights_version - self.start_version
         weights_ok = None
         if unit.weights_version:
             weights_ok = unit.weights_version == self.engine.weights_digest()
@@ -204,6 +208,7 @@ class _Run:
             weights_ok=weights_ok,
             comparison=comparison,
             note=note,
+            steps=steps,
         )
 
     def _compute(

@@ -22,6 +22,7 @@ import msgpack
 from verification.checkpoints import checkpoint_digest, checkpoint_weights, compare_weights
 from verification.compare import (
     DEFAULT_TOLERANCE,
+    FRESH_TOLERANCE,
     MISSHAPEN,
     WEIGHTS_TOLERANCE,
     Comparison,
@@ -123,7 +124,9 @@ class Verdict:
         return verdict
 
 
-def _unit_fault(unit: UnitResult, *, exact: bool, tolerance: Tolerance) -> Reason | None:
+def _unit_fault(
+    unit: UnitResult, *, exact: bool, tolerance: Tolerance, fresh: Tolerance
+) -> Reason | None:
     """A definite fault of one replayed unit; OK when it holds; None when undecidable."""
     if unit.note.startswith("impossible unit"):
         return Reason.IMPOSSIBLE_UNIT
@@ -138,7 +141,8 @@ def _unit_fault(unit: UnitResult, *, exact: bool, tolerance: Tolerance) -> Reaso
         return Reason.OUTPUT_MISMATCH
     if c is None:
         return None
-    return Reason.OK if tolerance.accepts(c) else Reason.OUT_OF_TOLERANCE
+    limit = fresh if unit.steps == 0 else tolerance
+    return Reason.OK if limit.accepts(c) else Reason.OUT_OF_TOLERANCE
 
 
 def judge(
@@ -151,6 +155,7 @@ def judge(
     run: str = "",
     exact: bool = True,
     tolerance: Tolerance = DEFAULT_TOLERANCE,
+    fresh_tolerance: Tolerance = FRESH_TOLERANCE,
     reported_checkpoint: bytes | None = None,
     weights_tolerance: Tolerance = WEIGHTS_TOLERANCE,
     evidence: Iterable[bytes] = (),
@@ -173,7 +178,7 @@ def judge(
         return verdict(Outcome.INCONCLUSIVE, Reason.NO_UNITS)
     undecided: UnitResult | None = None
     for unit in replayed:
-        fault = _unit_fault(unit, exact=exact, tolerance=tolerance)
+        fault = _unit_fault(unit, exact=exact, tolerance=tolerance, fresh=fresh_tolerance)
         if fault is None:
             undecided = undecided or unit
         elif fault is not Reason.OK:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import struct
 from dataclasses import dataclass, field
 
 import blake3
@@ -210,6 +211,8 @@ class EvidenceFetcher:
             down = stage + 1 if forward else stage - 1
             if 0 <= down < n_stages and r.output_digest != blake3.blake3(b"").digest():
                 claimed = await self._blob(miners[down], B3 + r.output_digest.hex())
+            elif forward and down == n_stages and r.loss is not None:
+                claimed = struct.pack("<f", r.loss)  # the loss the receipt signs (float32)
         unit = Unit(
             direction=r.direction,
             window=r.window,

@@ -14,6 +14,7 @@ it lies about the computation behind them:
   nan         computes, then puts a NaN in everything it sends (its neighbour refuses it)
   late        sleeps `LATE_S` before each unit, past its lease, then computes honestly
   free-rider  forwards, never runs a backward pass nor sends a gradient
+  bf16        computes honestly, but under bf16 autocast (reduced precision), sending float32
   bad-merge   computes honestly, but as an owner in its stage's merge serves a wrong reduction
               (`node.merging`; the compute here is the honest one)
   slow        not a cheat: computes honestly at half speed (sleeps as long as each unit took),
@@ -38,11 +39,13 @@ from node.mining.state import BatchKey, StageHolding
 from p2p.envelope import digest
 from p2p.tensors import TensorPayload
 
-FAULTS = ("lazy", "random", "stale", "copycat", "nan", "late", "free-rider", "bad-merge", "slow")
+FAULTS = (
+    "lazy", "random", "stale", "copycat", "nan", "late", "free-rider", "bad-merge", "slow", "bf16",
+)  # fmt: skip
 MERGE_FAULTS = frozenset({"bad-merge"})
-INTERMITTENT = frozenset({"lazy", "random", "nan", "free-rider"})
-"""Faults that can cheat in some windows only (`KIND:F`)."""
 """Faults of the merge, not of the compute: `make` gives honest compute for them."""
+INTERMITTENT = frozenset({"lazy", "random", "nan", "free-rider", "bf16"})
+"""Faults that can cheat in some windows only (`KIND:F`)."""
 LATE_S = 30.0
 
 
@@ -201,6 +204,22 @@ class NaN(Behaviour):
         return self._poison(super().backward(h, key, p))
 
 
+class Bf16(Behaviour):
+    """Honest compute under `torch.autocast(bfloat16)`: matmuls in bf16 (about 3 significant
+    digits), what it sends stays float32 (the residual stream, input gradients and the loss)."""
+
+    kind = "bf16"
+
+    def forward(self, h: StageHolding, key: BatchKey, p: TensorPayload | None) -> StepResult:
+        with torch.autocast(device_type=h.engine.device.type, dtype=torch.bfloat16):
+            return super().forward(h, key, p)  # the last stage's backward runs in here too
+
+    def backward(self, h: StageHolding, key: BatchKey, p: TensorPayload) -> StepResult:
+        # under autocast too: the engine recomputes the forward when its weights stepped since
+        with torch.autocast(device_type=h.engine.device.type, dtype=torch.bfloat16):
+            return super().backward(h, key, p)
+
+
 class Late(Behaviour):
     kind = "late"
 
@@ -249,6 +268,7 @@ _KINDS: dict[str, Callable[[], Behaviour]] = {
     "late": Late,
     "free-rider": FreeRider,
     "slow": Slow,
+    "bf16": Bf16,
 }
 
 
