@@ -84,6 +84,7 @@ class Auditor:
         self.costs: deque[AuditCost] = deque(maxlen=256)
         self.current_window: int | None = None
         self._dataset: tuple[dict[str, Any], Dataset] | None = None
+        self._fetcher: tuple[tuple[str, int], EvidenceFetcher] | None = None
 
     @property
     def endpoint(self) -> Endpoint:
@@ -144,9 +145,13 @@ class Auditor:
         report the verdict. None when the miner has no receipts in the window."""
         spec = RunSpec.from_record(dict(info.spec))
         dataset = await self._data(info.spec, spec)
-        fetcher = EvidenceFetcher(
-            self._ep, orch, timeout=self.settings.timeout_s, exact=self.settings.exact
-        )
+        if self._fetcher is None or self._fetcher[0] != (orch, info.window):
+            # One per window: the neighbours' receipts and inputs it fetched serve every miner.
+            fetcher = EvidenceFetcher(
+                self._ep, orch, timeout=self.settings.timeout_s, exact=self.settings.exact
+            )
+            self._fetcher = ((orch, info.window), fetcher)
+        fetcher = self._fetcher[1]
         started = time.perf_counter()
         evidence = await fetcher.gather(info, miner, spec.n_stages)
         fetch_s = time.perf_counter() - started
