@@ -168,7 +168,12 @@ class EvidenceFetcher:
                 evidence.digests.append(unit.input_digest)
                 evidence.fetched_bytes += len(unit.inputs)
         start = info.starts.get(miner) or info.start.get(str(stage), "")
-        end = info.ends.get(miner) or info.end.get(str(stage), "")
+        end = info.ends.get(miner, "")
+        alone = {m[stage] for m in info.routes.values() if len(m) == n_stages} <= {miner}
+        if not end and alone:  # the stage's window-end weights are its own (nothing merged)
+            end = info.end.get(str(stage), "")
+        if not end:  # it did not close the window: what its weights came to is unknown
+            evidence.missing.append("no window-end checkpoint of its own")
         if start:
             evidence.start = await self._blob(self._orch, start)
             if evidence.start is None:
