@@ -5,9 +5,10 @@ r copies of the chained stage engines train side by side, as a stage's r miners 
 step t replica j takes micro-batches [(t·r + j)·A, (t·r + j + 1)·A) of the run's schedule
 (A = `--accumulate`) and makes one optimizer step. Every H replica steps (`--merge-every`; 0 is
 the run's window, `batches_per_window / (A·r)` steps, as on a devnet) they are merged stage by
-stage: the plain average, or a DiLoCo outer step from the merge's start (`--outer-lr`,
-`--outer-momentum`; `training.merge.reduce.outer_step`). Baselines, in the same invocation and
-on the same micro-batches:
+stage: the plain average of the parameters and the AdamW moments (`--no-moments`: the
+parameters alone), or a DiLoCo outer step from the merge's start (`--outer-lr`,
+`--outer-momentum`; `training.merge.reduce.outer_step`; each replica keeps its own moments).
+Baselines, in the same invocation and on the same micro-batches:
 
   loss_ratio_global_batch: replicas ÷ one process whose every step takes all r·A micro-batches
       (data-parallel training at the same global batch and the same number of steps: how a
@@ -49,6 +50,7 @@ from training.local_trainer import run_micro_batch
 from training.merge.layout import Layout
 from training.merge.plan import make_plan
 from training.merge.reduce import outer_step, weighted_mean
+from training.merge.state import load_merged, merge_tensors
 from training.run_spec import RunSpec
 from training.stages import build_stages
 
@@ -67,6 +69,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--merge-every", type=int, default=0, help="replica steps; 0: the window")
     p.add_argument("--outer-lr", type=float, default=0.0, help="0: the plain average")
     p.add_argument("--outer-momentum", type=float, default=0.0)
+    p.add_argument(
+        "--moments",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="merge the AdamW moments too, as orchestrator.merge.moments (default) does",
+    )
     p.add_argument("--sweep", action="store_true", help="every interval and outer setting")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--data-cache", type=Path, help="default: a fresh temp dir")
@@ -80,29 +88,33 @@ def chain(spec: RunSpec) -> list[StageEngine]:
 
 
 class Replicas:
-    """`n` chains of stage engines from one seed, merged stage by stage."""
+    """`n` chains of stage engines from one seed, merged stage by stage as a stage's miners
+    merge (`training.merge.state`: the parameters, and with `moments` the AdamW moments)."""
 
-    def __init__(self, spec: RunSpec, n: int, outer_lr: float, outer_momentum: float) -> None:
+    def __init__(
+        self, spec: RunSpec, n: int, outer_lr: float, outer_momentum: float, moments: bool
+    ) -> None:
         self.chains = [chain(spec) for _ in range(n)]
         self.lr, self.mu = outer_lr, outer_momentum
+        self.moments = moments and outer_lr == 0  # as MergeHandler: DiLoCo keeps its own
         first = self.chains[0]
-        self.layouts = [Layout.of_tensors(e.state_dict()) for e in first]
-        self.starts = [
-            lay.flatten(e.state_dict()) for lay, e in zip(self.layouts, first, strict=True)
-        ]
+        tensors = [merge_tensors(e, moments=self.moments) for e in first]
+        self.layouts = [Layout.of_tensors(t) for t in tensors]
+        self.starts = [lay.flatten(t) for lay, t in zip(self.layouts, tensors, strict=True)]
         self.momenta = [torch.zeros(lay.size) for lay in self.layouts]
 
     def merge(self) -> None:
         for s, layout in enumerate(self.layouts):
-            vectors = [layout.flatten(c[s].state_dict()) for c in self.chains]
+            vectors = [
+                layout.flatten(merge_tensors(c[s], moments=self.moments)) for c in self.chains
+            ]
             merged = weighted_mean(vectors, [1.0] * len(vectors))
             if self.lr > 0:
                 merged, self.momenta[s] = outer_step(
                     self.starts[s], merged, self.momenta[s], lr=self.lr, mu=self.mu
                 )
-            tensors = layout.unflatten(merged)
             for c in self.chains:
-                c[s].load_state_dict(tensors)
+                load_merged(c[s], layout, merged)
             self.starts[s] = merged
 
 
@@ -132,10 +144,16 @@ def one_process(spec: RunSpec, schedule: Schedule, steps: int, accumulate: int) 
 
 
 def replicated(
-    spec: RunSpec, schedule: Schedule, r: int, steps: int, every: int, outer: tuple[float, float]
+    spec: RunSpec,
+    schedule: Schedule,
+    r: int,
+    steps: int,
+    every: int,
+    outer: tuple[float, float],
+    moments: bool,
 ) -> tuple[list[float], int]:
     """Per global step, the replicas' mean loss; and how many merges ran."""
-    replicas = Replicas(spec, r, *outer)
+    replicas = Replicas(spec, r, *outer, moments)
     a, losses, merges = spec.accumulate, [], 0
     for t in range(steps):
         losses.append(
@@ -147,8 +165,8 @@ def replicated(
     return losses, merges
 
 
-def bytes_per_token(spec: RunSpec, r: int, merges: int, steps: int) -> float:
-    sizes = [Layout.of_tensors(e.state_dict()).size for e in chain(spec)]
+def bytes_per_token(spec: RunSpec, r: int, merges: int, steps: int, moments: bool) -> float:
+    sizes = [Layout.of_tensors(merge_tensors(e, moments=moments)).size for e in chain(spec)]
     members = [f"m{i}" for i in range(r)]
     sent = [
         sum(make_plan("bench", 0, s, members, n).bytes_sent(m, lambda k: 4 * k) for m in members)
@@ -193,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         window = max(1, spec.batches_per_window // (spec.accumulate * r))
         base[r] = baselines(args, spec, schedule, r)
         for every, outer in grid:
-            losses, merges = replicated(spec, schedule, r, args.steps, every or window, outer)
+            losses, merges = replicated(
+                spec, schedule, r, args.steps, every or window, outer, args.moments
+            )
             final = mean_tail(losses, args.tail)
             runs.append({
                 "replicas": r, "merge_every": every or window, "at_window": every == 0,
@@ -202,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
                 "loss_ratio": final / base[r]["equal_tokens"],
                 "loss_ratio_step_matched": final / base[r]["step_matched"],
                 "merges": merges,
-                "bytes_sent_per_token": bytes_per_token(spec, r, merges, args.steps),
+                "bytes_sent_per_token": bytes_per_token(
+                    spec, r, merges, args.steps, args.moments and outer[0] == 0
+                ),
             })  # fmt: skip
             if not args.json:
                 print(json.dumps(runs[-1]), file=sys.stderr, flush=True)

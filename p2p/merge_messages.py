@@ -40,6 +40,9 @@ class MergeStart(Message):
     """0: no outer step (the merged weights are the reduction itself)."""
     outer_momentum: float = 0.0
     deadline_s: float = 60.0
+    moments: bool = False
+    """Merge the AdamW moments with the parameters (plain averages only: not with an outer
+    step)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -37,7 +37,13 @@ from training.merge.layout import Layout
 from training.merge.plan import make_plan
 from training.merge.quantize import FORMATS, Format, decode, encode
 from training.merge.reduce import Reduction, outer_step
-from training.merge.state import install_merged, outer_momentum, seed_params
+from training.merge.state import (
+    install_merged,
+    merge_tensors,
+    outer_momentum,
+    seed_params,
+    start_tensors,
+)
 
 log = logging.getLogger(__name__)
 ROBUST = ("mean", "trimmed", "clip")
@@ -99,8 +105,9 @@ class MergeHandler:
         start_bytes = None
         if (fmt != "fp32" or outer) and msg.start:
             start_bytes = await self._checkpoint(msg.start, orch)
+        moments = msg.moments and not outer  # DiLoCo keeps each member's inner optimizer
         layout, local, start, momentum = await self._worker.submit(
-            partial(_vectors, holding, start_bytes, fmt != "fp32" or outer)
+            partial(_vectors, holding, start_bytes, fmt != "fp32" or outer, moments)
         )
         plan = make_plan(self._state.run_id, msg.window, msg.stage, msg.members, layout.size)
         bounds = [(p.start, p.end) for p in plan.partitions]
@@ -211,18 +218,19 @@ def _check(msg: MergeStart, me: str) -> None:
 
 
 def _vectors(
-    holding: StageHolding, start_bytes: bytes | None, need_start: bool
+    holding: StageHolding, start_bytes: bytes | None, need_start: bool, moments: bool
 ) -> tuple[Layout, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """(layout, local parameters, window-start parameters, outer momentum) on the worker."""
-    local_tensors = holding.engine.state_dict()
+    """(layout, local vector, window-start vector, outer momentum) on the worker; the vectors
+    hold the parameters, and with `moments` the AdamW moments."""
+    local_tensors = merge_tensors(holding.engine, moments=moments)
     layout = Layout.of_tensors(local_tensors)
     local = layout.flatten(local_tensors)
     if not need_start:
         return layout, local, None, None
     if start_bytes is None:
-        start_tensors = seed_params(holding.spec, holding.stage)
+        loaded = seed_params(holding.spec, holding.stage)
         momentum = torch.zeros(layout.size)
     else:
-        start_tensors = load_safetensors(start_bytes)
-        momentum = outer_momentum(layout, start_tensors)
-    return layout, local, layout.flatten(start_tensors), momentum
+        loaded = load_safetensors(start_bytes)
+        momentum = outer_momentum(layout, loaded)
+    return layout, local, layout.flatten(start_tensors(layout, loaded)), momentum

@@ -37,6 +37,9 @@ class MergeConfig:
     outer_lr: float = 0.0
     """DiLoCo outer learning rate (Nesterov); 0 = the merged weights are the average itself."""
     outer_momentum: float = 0.0
+    moments: bool = True
+    """Average the members' AdamW moments with their parameters (plain averages: with an outer
+    step each member keeps its own); docs/decisions.md, Stage merge."""
     deadline_s: float = 60.0
     """How long members have for one merge (owners gather until 40 % of it)."""
     checkpoint_retention_s: float = 7 * 24 * 3600.0
@@ -90,6 +93,7 @@ class StageMerger:
             outer_lr=cfg.outer_lr,
             outer_momentum=cfg.outer_momentum,
             deadline_s=cfg.deadline_s,
+            moments=cfg.moments,
         )
         replies = await asyncio.gather(
             *(self._ep.request(p, msg, timeout=cfg.deadline_s + 30.0) for p in peers),

@@ -59,6 +59,12 @@ def params(blob: bytes | None) -> dict[str, torch.Tensor]:
     return {k: v for k, v in load_safetensors(blob).items() if not k.startswith(OPTIMIZER_PREFIX)}
 
 
+def moments(blob: bytes | None) -> dict[str, torch.Tensor]:
+    assert blob is not None, "checkpoint not kept"
+    fields = ("/exp_avg", "/exp_avg_sq")
+    return {k: v for k, v in load_safetensors(blob).items() if k.endswith(fields)}
+
+
 def closed(o: NodeService, window: int) -> dict[str, Any]:
     record = orch_of(o).history.window(window) or {}
     return record if record.get("closed") else {}
@@ -86,6 +92,16 @@ async def test_two_miners_per_stage_merge_to_the_exact_weighted_average(
             post = params(orch.blobs.get(record["members"][p][1]))
             assert all(torch.equal(post[k], expected[k]) for k in expected)  # exact, fp32
         assert tensors_digest(expected) == record["versions"][str(stage)]
+        # The AdamW moments are merged with the parameters (orchestrator.merge.moments).
+        pre_m = [moments(orch.blobs.get(record["premerge"][p])) for p in peers]
+        assert pre_m[0] and pre_m[0].keys() == pre_m[1].keys()
+        assert not all(torch.equal(pre_m[0][k], pre_m[1][k]) for k in pre_m[0])
+        mean_m = {k: weighted_mean([t[k].reshape(-1) for t in pre_m], work).reshape(v.shape)
+                  for k, v in pre_m[0].items()}  # fmt: skip
+        for p in peers:
+            post_m = moments(orch.blobs.get(record["members"][p][1]))
+            assert post_m.keys() == mean_m.keys()
+            assert all(torch.equal(post_m[k], mean_m[k]) for k in mean_m)
         assert not torch.equal(pre[0][next(iter(pre[0]))], pre[1][next(iter(pre[1]))])
     # Window 1's receipts name the merged version of their stage.
     await wait_for(lambda: bool(closed(o, 1)), 90, "window 1 closed")
