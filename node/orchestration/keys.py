@@ -70,7 +70,8 @@ class Keys:
     def receipt(
         self, window: int, batch: int, stage: int, direction: str, signer: str, route: str
     ) -> str:
-        return f"{self.batch_receipts(window, batch)}{_n(stage)}/{direction}/{signer}/{route}"
+        tail = f"/{route}" if route else ""  # a receipt naming no route keeps the older key
+        return f"{self.batch_receipts(window, batch)}{_n(stage)}/{direction}/{signer}{tail}"
 
     def batch_receipts(self, window: int, batch: int) -> str:
         return f"{self.run}/b/{_n(window)}/{_n(batch)}/"
@@ -78,8 +79,8 @@ class Keys:
     def miner_receipt(
         self, window: int, signer: str, batch: int, stage: int, direction: str, route: str
     ) -> str:
-        head = self.miner_receipts(window, signer)
-        return f"{head}{_n(batch)}/{_n(stage)}/{direction}/{route}"
+        tail = f"/{route}" if route else ""
+        return f"{self.miner_receipts(window, signer)}{_n(batch)}/{_n(stage)}/{direction}{tail}"
 
     def miner_receipts(self, window: int, signer: str | None = None) -> str:
         head = f"{self.run}/m/{_n(window)}/"
