@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+from p2p.audit_messages import (
+    ReceiptList,
+    ReceiptQuery,
+    VerdictList,
+    VerdictQuery,
+    VerdictReport,
+    WindowInfo,
+    WindowInfoQuery,
+)
 from p2p.chain_messages import ChainCall, ChainQuery, ChainResult, ChainView
 from p2p.merge_messages import MergeChunk, MergeDispute, MergeFetch, MergeReport, MergeStart
 from p2p.messages import (
@@ -16,17 +25,10 @@ from p2p.messages import (
     Message,
     Receipt,
     ReceiptBatch,
-    ReceiptList,
-    ReceiptQuery,
     Refusal,
-    VerdictList,
-    VerdictQuery,
-    VerdictReport,
     WeightsReport,
     Welcome,
     WindowClose,
-    WindowInfo,
-    WindowInfoQuery,
     Work,
 )
 

@@ -27,9 +27,9 @@ import blake3
 from node.auditing.evidence import Evidence, EvidenceFetcher
 from node.auditing.records import AuditRecords
 from node.daemon_thread import in_daemon_thread
+from p2p.audit_messages import AuditVerdict, VerdictReport, WindowInfo, WindowInfoQuery
 from p2p.endpoint import Endpoint
 from p2p.errors import P2PError
-from p2p.messages import AuditVerdict, VerdictReport, WindowInfo, WindowInfoQuery
 from training.data.build import build_dataset
 from training.data.dataset import Dataset
 from training.determinism import set_determinism

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 import blake3
 
 from node.blob_server import B3, fetch_blob
+from p2p.audit_messages import ReceiptList, ReceiptQuery, WindowInfo
 from p2p.endpoint import Endpoint
 from p2p.errors import P2PError
-from p2p.messages import Receipt, ReceiptList, ReceiptQuery, WindowInfo
+from p2p.messages import Receipt
 from p2p.refusals import Refused
 from p2p.statements import open_statement
 from verification.replay import BACKWARD, FORWARD, Unit

@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 
 from node.auditing.auditor import Auditor
+from p2p.audit_messages import AuditVerdict, VerdictList, VerdictQuery
 from p2p.errors import P2PError
-from p2p.messages import AuditVerdict, VerdictList, VerdictQuery
 from p2p.refusals import Refused
 from p2p.statements import open_statement
 from verification.verdict import Outcome, Verdict

@@ -14,7 +14,7 @@ from typing import Any
 from node.auditing.records import AuditRecords
 from verification.sampling import AuditHistory, SamplingRule, probabilities
 from verification.scores import Decay, Standing, book, normalize, scores, standings
-from verification.verdict import Outcome
+from verification.verdict import Outcome, Verdict
 
 RULES = (
     "You are paid for the backward passes of your windows, counted for {t_decay} windows. "
@@ -42,8 +42,10 @@ class PayBook:
         self.rule = rule
         self.miners_per_window = miners_per_window
 
-    def standings(self, current: int) -> dict[str, Standing]:
-        records = book(self.records.work(), self.records.verdicts())
+    def standings(self, current: int, verdicts: list[Verdict] | None = None) -> dict[str, Standing]:
+        """The pay book at `current` (`verdicts`: the records' verdicts, when already read)."""
+        verdicts = self.records.verdicts() if verdicts is None else verdicts
+        records = book(self.records.work(), verdicts)
         return standings(records, current, self.decay, penalty_windows=self.penalty_windows)
 
     def incentives(self, current: int) -> dict[str, float]:
@@ -52,8 +54,9 @@ class PayBook:
     def chances(self, window: int, miners: list[str]) -> dict[str, float]:
         """Each miner's audit probability for `window`, from its audits of the windows before
         it within the decay horizon and its share of the pay at that window."""
+        verdicts = self.records.verdicts()
         recent: dict[str, list[Outcome]] = {}
-        for v in self.records.verdicts():
+        for v in verdicts:
             if window - self.decay.t_decay <= v.window < window:
                 recent.setdefault(v.miner, []).append(v.outcome)
         history = {
@@ -64,7 +67,7 @@ class PayBook:
             )
             for m, o in recent.items()
         }
-        pay = {m: v for m, v in self.incentives(window).items() if m in miners}
+        pay = {m: s.incentive for m, s in self.standings(window, verdicts).items() if m in miners}
         return probabilities(
             self.rule,
             miners,
@@ -83,11 +86,12 @@ class PayBook:
         }
         if current is None:
             return {**out, "incentives": {}, "standings": {}, "windows": {}}
-        book_ = self.standings(current)
-        windows: dict[str, dict[str, int]] = {}
         work = self.records.work()
         verdicts = self.records.verdicts()
-        for (miner, window), s in sorted(scores(book(work, verdicts)).items()):
+        records = book(work, verdicts)
+        book_ = standings(records, current, self.decay, penalty_windows=self.penalty_windows)
+        windows: dict[str, dict[str, int]] = {}
+        for (miner, window), s in sorted(scores(records).items()):
             windows.setdefault(miner, {})[str(window)] = s
         first_fail: dict[str, int] = {}
         for v in verdicts:

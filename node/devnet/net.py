@@ -172,26 +172,19 @@ class Devnet:
     def by_peer_id(self, peer_id: str) -> DevnetNode | None:
         return next((n for n in self.nodes if n.peer_id == peer_id), None)
 
-    def common_args(self, hotkeys: list[str]) -> list[str]:
-        args = ["--set", 'admission.mode="allowlist"']
-        args += ["--set", f"admission.hotkeys={json.dumps(hotkeys)}"]
-        for assignment in self.plan.node_sets(self.root):
-            args += ["--set", assignment]
-        return args
-
     def node_args(self, node: DevnetNode, hotkeys: dict[str, str]) -> list[str]:
         """One node's `--set`s. With a chain, every node but the chain admits by the metagraph
-        (registered hotkeys; validators with a permit) and always the chain node."""
+        (registered hotkeys; validators with a permit) and always the chain node; without one
+        (and the chain node itself) the devnet's hotkeys by allowlist."""
         chain = self.chain
         if chain is None or node is chain:
-            args = self.common_args(list(hotkeys.values()))
+            mode, admitted = "allowlist", list(hotkeys.values())
         else:
-            args = ["--set", 'admission.mode="metagraph"']
-            args += ["--set", f"admission.hotkeys={json.dumps([hotkeys[chain.name]])}"]
-            for assignment in self.plan.node_sets(self.root):
-                args += ["--set", assignment]
-        sets = self.plan.chain_sets(node.spec, self.root, hotkeys)
-        return args + [a for s in sets for a in ("--set", s)]
+            mode, admitted = "metagraph", [hotkeys[chain.name]]
+        sets = [f'admission.mode="{mode}"', f"admission.hotkeys={json.dumps(admitted)}"]
+        sets += self.plan.node_sets(self.root)
+        sets += self.plan.chain_sets(node.spec, self.root, hotkeys)
+        return [a for s in sets for a in ("--set", s)]
 
     async def start(self, *, timeout: float = 30.0) -> None:
         """Identities for every node, then the first node, then the others (in parallel)

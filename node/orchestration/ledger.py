@@ -174,7 +174,7 @@ class ReceiptLedger:
         route: str,
     ) -> ReceiptRecord | None:
         """`signer`'s receipt of the unit on `route` (or on no named route)."""
-        for name in (route, ""):
+        for name in dict.fromkeys((route, "")):  # "" once when the route is ""
             key = self._keys.receipt(window, batch, stage, direction, signer, name)
             record = txn.get(RECEIPTS, key)
             if record is not None:

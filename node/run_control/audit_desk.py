@@ -25,11 +25,8 @@ from typing import Any
 from node.orchestration import Orchestrator
 from node.run_control.history import RunHistory
 from p2p.admission import PeerSession
-from p2p.endpoint import Endpoint
-from p2p.messages import (
-    Ack,
+from p2p.audit_messages import (
     AuditVerdict,
-    Message,
     ReceiptList,
     ReceiptQuery,
     VerdictList,
@@ -38,6 +35,8 @@ from p2p.messages import (
     WindowInfo,
     WindowInfoQuery,
 )
+from p2p.endpoint import Endpoint
+from p2p.messages import Ack, Message
 from p2p.refusals import Reason, Refused
 from p2p.statements import open_statement
 from store import Store

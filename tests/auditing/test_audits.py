@@ -14,7 +14,7 @@ from node.mining.retention import blob_for_digest
 from node.node_service import NodeService
 from node.roles.orchestrator import OrchestratorComponent
 from node.roles.validator import ValidatorComponent
-from p2p.messages import ReceiptQuery, WindowInfoQuery
+from p2p.audit_messages import ReceiptQuery, WindowInfoQuery
 from p2p.refusals import Reason, Refused
 from store import BlobStore
 from tests.auditing.conftest import Network

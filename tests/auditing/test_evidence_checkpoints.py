@@ -8,7 +8,8 @@ the gap (a pass becomes inconclusive), and no reported checkpoint is fetched.
 from typing import Any
 
 from node.auditing.evidence import EvidenceFetcher, Receipts
-from p2p.messages import Receipt, WindowInfo
+from p2p.audit_messages import WindowInfo
+from p2p.messages import Receipt
 
 W = 3
 CKPT = {"start": b"start-checkpoint", "merged": b"merged-checkpoint", "own": b"own-checkpoint"}

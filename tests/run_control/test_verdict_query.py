@@ -7,7 +7,7 @@ import pytest
 
 from node.run_control.audit_desk import AUDITS, VERDICT_PAGE, AuditDesk
 from p2p.admission import PeerSession
-from p2p.messages import VerdictList, VerdictQuery
+from p2p.audit_messages import VerdictList, VerdictQuery
 from p2p.refusals import Reason, Refused
 from store import Store, StoreConfig
 
