@@ -72,6 +72,10 @@ class WindowInfo(Message):
     post-merge checkpoint of the previous window); others start from `start`."""
     ends: dict[str, str] = field(default_factory=dict)
     """Miner → its own window-end checkpoint (before the stage's merge)."""
+    capacity: dict[str, float] = field(default_factory=dict)
+    """Miner → the capacity it declared (tokens/s), as the orchestrator routes by it."""
+    seconds: float = 0.0
+    """The window's wall seconds (0: unknown)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

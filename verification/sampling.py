@@ -12,13 +12,16 @@ The probability of a miner:
   x inconclusive_factor  when more than `inconclusive_rate` of its recent audits were
                          inconclusive (more than honest miners' evidence goes missing)
   = after_fail           when it failed an audit in the recent windows (a cheater found once
-                         is watched), capped at 1.
+                         is watched),
+  at least after_screen  when the window's quality screen (`verification.quality`) found that
+                         its contribution did not lower the held-out loss (screening finds
+                         whom to prove), capped at 1.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from verification.selection import SECRET_BYTES, AuditDraw, MinerDraw, Stream
@@ -37,9 +40,11 @@ class SamplingRule:
     inconclusive_factor: float = 2.0
     after_fail: float = 1.0
     """Probability for a miner that failed an audit within the recent windows."""
+    after_screen: float = 1.0
+    """Least probability for a miner whose window contribution did not improve the model."""
 
     def __post_init__(self) -> None:
-        for name in ("floor", "inconclusive_rate", "after_fail"):
+        for name in ("floor", "inconclusive_rate", "after_fail", "after_screen"):
             value = getattr(self, name)
             if not (math.isfinite(value) and 0.0 <= value <= 1.0):
                 raise ValueError(f"validator.sampling.{name} must be in [0, 1]")
@@ -65,6 +70,7 @@ def probabilities(
     miners_per_window: int,
     history: Mapping[str, AuditHistory],
     pay_share: Mapping[str, float],
+    screened_out: Collection[str] = (),
 ) -> dict[str, float]:
     """Each miner's probability of being audited in the window (see the module docstring)."""
     names = sorted(set(miners))
@@ -81,6 +87,8 @@ def probabilities(
         p = base * (1.0 + rule.pay_factor * max(0.0, pay_share.get(m, 0.0) * n - 1.0))
         if seen.audits and seen.inconclusive / seen.audits > rule.inconclusive_rate:
             p *= rule.inconclusive_factor
+        if m in screened_out:
+            p = max(p, rule.after_screen)
         out[m] = min(1.0, p)
     return out
 

@@ -85,6 +85,8 @@ class Auditor:
         self.current_window: int | None = None
         self._dataset: tuple[dict[str, Any], Dataset] | None = None
         self._fetcher: tuple[tuple[str, int], EvidenceFetcher] | None = None
+        self.before_draw: Callable[[str, WindowInfo, bytes], Awaitable[None]] | None = None
+        """Runs on each window after its secret is revealed, before the draw (the screen)."""
 
     @property
     def endpoint(self) -> Endpoint:
@@ -130,6 +132,8 @@ class Auditor:
             self.counters["windows_without_commitment"] += 1
             return []
         self.counters["windows"] += 1
+        if self.before_draw is not None:
+            await self.before_draw(orch, info, secret)
         chances = self._chances(window, sorted(info.work))
         self.records.set_chances(window, chances)
         picked = targeted_draw(secret, window, sorted(info.work.items()), chances)
@@ -144,14 +148,8 @@ class Auditor:
         """Audit one miner's whole window (closed, `info`): gather, replay, judge, sign, keep and
         report the verdict. None when the miner has no receipts in the window."""
         spec = RunSpec.from_record(dict(info.spec))
-        dataset = await self._data(info.spec, spec)
-        if self._fetcher is None or self._fetcher[0] != (orch, info.window):
-            # One per window: the neighbours' receipts and inputs it fetched serve every miner.
-            fetcher = EvidenceFetcher(
-                self._ep, orch, timeout=self.settings.timeout_s, exact=self.settings.exact
-            )
-            self._fetcher = ((orch, info.window), fetcher)
-        fetcher = self._fetcher[1]
+        dataset = await self.dataset(info.spec, spec)
+        fetcher = self.fetcher(orch, info.window)
         started = time.perf_counter()
         evidence = await fetcher.gather(info, miner, spec.n_stages)
         fetch_s = time.perf_counter() - started
@@ -165,7 +163,17 @@ class Auditor:
     async def window_info(self, orch: str, window: int) -> WindowInfo:
         return await self._info(orch, window, self.settings.timeout_s)
 
-    async def _data(self, record: dict[str, Any], spec: RunSpec) -> Dataset:
+    def fetcher(self, orch: str, window: int) -> EvidenceFetcher:
+        """The window's evidence fetcher: one per window, so the neighbours' receipts and the
+        blobs it fetched serve every miner (and the quality screen)."""
+        if self._fetcher is None or self._fetcher[0] != (orch, window):
+            fetcher = EvidenceFetcher(
+                self._ep, orch, timeout=self.settings.timeout_s, exact=self.settings.exact
+            )
+            self._fetcher = ((orch, window), fetcher)
+        return self._fetcher[1]
+
+    async def dataset(self, record: dict[str, Any], spec: RunSpec) -> Dataset:
         if self._dataset is None or self._dataset[0] != record:
             config = spec.data_config(self.settings.data_cache)
             dataset = await in_daemon_thread(build_dataset, config, name="dataset")

@@ -111,7 +111,7 @@ class EvidenceFetcher:
             )
         return self._receipts[key]
 
-    async def _blob(self, peer: str, digest: str) -> bytes | None:
+    async def blob(self, peer: str, digest: str) -> bytes | None:
         if digest in self._blobs:
             return self._blobs[digest]
         async with self._limit:
@@ -176,11 +176,11 @@ class EvidenceFetcher:
         if not end:  # it did not close the window: what its weights came to is unknown
             evidence.missing.append("no window-end checkpoint of its own")
         if start:
-            evidence.start = await self._blob(self._orch, start)
+            evidence.start = await self.blob(self._orch, start)
             if evidence.start is None:
                 evidence.missing.append(f"start checkpoint {start}")
         if end and end != start:  # the same digest: the stage reported nothing new
-            evidence.reported = await self._blob(self._orch, end)
+            evidence.reported = await self.blob(self._orch, end)
         for data in (evidence.start, evidence.reported):
             if data is not None:
                 evidence.digests.append(hashlib.sha256(data).digest())
@@ -210,13 +210,13 @@ class EvidenceFetcher:
             if theirs is None or theirs.output_digest != r.input_digest:
                 note = f"no receipt of stage {up} sent {r.direction} input of batch {r.batch}"
             else:
-                inputs = await self._blob(miners[up], B3 + r.input_digest.hex())
+                inputs = await self.blob(miners[up], B3 + r.input_digest.hex())
                 if inputs is None:
                     note = f"input of {r.direction} batch {r.batch} not served by {miners[up]}"
         if not self._exact and miners is not None and len(miners) == n_stages:
             down = stage + 1 if forward else stage - 1
             if 0 <= down < n_stages and r.output_digest != blake3.blake3(b"").digest():
-                claimed = await self._blob(miners[down], B3 + r.output_digest.hex())
+                claimed = await self.blob(miners[down], B3 + r.output_digest.hex())
             elif forward and down == n_stages and r.loss is not None:
                 claimed = struct.pack("<f", r.loss)  # the loss the receipt signs (float32)
         unit = Unit(

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from node.auditing.pay_rule import PayOut, compose
 from node.auditing.records import AuditRecords
+from node.auditing.screener import Screener
 from verification.sampling import AuditHistory, SamplingRule, probabilities
 from verification.scores import Decay, Standing, book, normalize, scores, standings
 from verification.verdict import Outcome, Verdict
@@ -22,7 +24,12 @@ RULES = (
     "nothing for the {penalty} windows after it. A window whose audit is inconclusive is held "
     "until an audit of a later window of yours passes. Every miner is audited with a "
     "probability of at least {floor:.0%} a window, more when it earns more than an equal share, "
-    "when its audits are often inconclusive, and every window ({after_fail:.0%}) after a fail."
+    "when its audits are often inconclusive, and every window ({after_fail:.0%}) after a fail, "
+    "and at least {after_screen:.0%} in a window whose contribution did not lower the held-out "
+    "loss. With the quality screen on, your pay is your stage's weight times your share of its "
+    "validated work, times your quality multiplier (your Templar score, power-normalised in "
+    "your stage) and your capacity factor (what you delivered against what you declared); "
+    "docs/pay.md states the rule."
 )
 
 
@@ -35,8 +42,14 @@ class PayBook:
         penalty_windows: int,
         rule: SamplingRule,
         miners_per_window: int,
+        run_share: float = 1.0,
+        capacity_tolerance: float = 0.8,
     ) -> None:
         self.records = records
+        self.run_share = run_share
+        self.capacity_tolerance = capacity_tolerance
+        self.screener: Screener | None = None
+        """The quality screen, when on: its book and screens enter `chances` and `payout`."""
         self.decay = decay
         self.penalty_windows = penalty_windows
         self.rule = rule
@@ -50,6 +63,20 @@ class PayBook:
 
     def incentives(self, current: int) -> dict[str, float]:
         return {m: s.incentive for m, s in self.standings(current).items()}
+
+    def payout(self, current: int) -> PayOut:
+        """Each miner's weight under the whole pay rule (`node.auditing.pay_rule`)."""
+        validated = self.incentives(current)
+        if self.screener is None:
+            return compose(validated, {}, None, run_share=self.run_share, tolerance=1.0)
+        since = max(current - self.decay.t_decay, 0)
+        return compose(
+            validated,
+            self.records.screens(since),
+            self.screener.fold(),
+            run_share=self.run_share,
+            tolerance=self.capacity_tolerance,
+        )
 
     def chances(self, window: int, miners: list[str]) -> dict[str, float]:
         """Each miner's audit probability for `window`, from its audits of the windows before
@@ -74,6 +101,7 @@ class PayBook:
             miners_per_window=self.miners_per_window,
             history=history,
             pay_share=normalize(pay),
+            screened_out=self.screener.screened_out(window) if self.screener else (),
         )
 
     def status(self, current: int | None) -> dict[str, Any]:

@@ -4,6 +4,8 @@
 <run>/r/<window>        -> {secret}                                      (revealed)
 <run>/work/<window>     -> {miner: backward receipts}                    (the score book's S)
 <run>/v/<window>/<miner> -> {statement: signed AuditVerdict head, verdict: Verdict.encode()}
+<run>/q/<window>        -> {screens: {miner: Screen record}, stage_of, capacity, seconds, ...}
+<run>/quality           -> {window: last window folded, miners: {miner: MinerScore record}}
 <run>/next              -> the next window to audit
 """
 
@@ -152,3 +154,34 @@ class AuditRecords:
         with self._store.read() as txn:
             row = txn.get(AUDITS, self._key("v", window, miner))
         return None if row is None else bytes(row["statement"])
+
+    # quality screen --------------------------------------------------------------------------
+
+    def set_screen(self, window: int, screens: dict[str, Any], facts: dict[str, Any]) -> None:
+        """Keep a window's screens (miner -> `Screen.to_record()`) and its facts (stage of each
+        miner, declared capacities, seconds, tokens per batch)."""
+        with self._store.write() as txn:
+            txn.put(AUDITS, self._key("q", window), {"screens": screens, **facts})
+
+    def screen(self, window: int) -> dict[str, Any] | None:
+        with self._store.read() as txn:
+            row: dict[str, Any] | None = txn.get(AUDITS, self._key("q", window))
+        return row
+
+    def screens(self, since: int = 0) -> dict[int, dict[str, Any]]:
+        """Window -> its screen record, for the windows from `since` on."""
+        out: dict[int, dict[str, Any]] = {}
+        with self._store.read() as txn:
+            for key, row in txn.range(AUDITS, self._key("q", since), f"{self._run}/q/~"):
+                out[int(key.decode().rsplit("/", 1)[1])] = row
+        return out
+
+    def quality_book(self) -> dict[str, Any] | None:
+        """The folded quality book: {"window": last window folded in, "miners": {...}}."""
+        with self._store.read() as txn:
+            row: dict[str, Any] | None = txn.get(AUDITS, f"{self._run}/quality")
+        return row
+
+    def set_quality_book(self, window: int, miners: dict[str, Any]) -> None:
+        with self._store.write() as txn:
+            txn.put(AUDITS, f"{self._run}/quality", {"window": window, "miners": miners})

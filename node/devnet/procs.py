@@ -96,6 +96,8 @@ class DevnetNode:
         cmd += ["--role", self.spec.role, "--http", http]
         if self.spec.fault:
             cmd += ["--fault", self.spec.fault]
+        if self.spec.fault == "slow":  # an honest slow miner declares the capacity it has
+            cmd += ["--set", "miner.capacity=0.5"]
         for addr in listen or ["/ip4/127.0.0.1/tcp/0"]:
             cmd += ["--listen", addr]
         for addr in bootstrap:

@@ -124,6 +124,28 @@ def audit_summary(section: Mapping[str, Any] | None, names: Mapping[str, str]) -
         "audited_windows": next_window if isinstance(next_window, int) else 0,
         "verdicts": dict(section.get("verdicts") or {}),
         "miners": dict(sorted(miners.items())),
+        "quality": quality_summary(section.get("quality"), names),
+    }
+
+
+def quality_summary(section: Mapping[str, Any] | None, names: Mapping[str, str]) -> dict[str, Any]:
+    """A validator's quality section with miners named: {"ranking", "miners", "weights",
+    "stage_weights", "quality_multipliers", "capacity_factors", "cpu_s", "events"}."""
+    if not section:
+        return {}
+
+    def named(values: Mapping[str, Any]) -> dict[str, Any]:
+        return {names.get(p, p): v for p, v in sorted(values.items())}
+
+    return {
+        "ranking": [names.get(p, p) for p in section.get("ranking") or []],
+        "miners": named(section.get("miners") or {}),
+        "weights": named(section.get("weights") or {}),
+        "stage_weights": dict(section.get("stage_weights") or {}),
+        "quality_multipliers": named(section.get("quality_multipliers") or {}),
+        "capacity_factors": named(section.get("capacity_factors") or {}),
+        "cpu_s": section.get("cpu_s"),
+        "events": dict(section.get("events") or {}),
     }
 
 

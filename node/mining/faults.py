@@ -7,7 +7,8 @@ since a receipt naming bytes it did not send would be refuted by its neighbour's
 it lies about the computation behind them:
 
   lazy        zeros of the right shape instead of compute (the last stage: a made-up loss)
-  random      random tensors of the right shape
+  random      random tensors of the right shape, and a random step of its weights (of the
+              learning rate's size) where an optimizer step would be
   stale       computes, but never steps its optimizer (learning rate 0)
   copycat     re-sends the outputs of its first unit of each direction (it runs every forward,
               for the forward state, but only the first backward)
@@ -118,6 +119,24 @@ class Random(_Fabricator):
 
     def __init__(self) -> None:
         self.g = torch.Generator().manual_seed(7)
+        self.units = 0
+
+    def forward(self, h: StageHolding, key: BatchKey, p: TensorPayload | None) -> StepResult:
+        if h.is_last:  # the last stage's forward makes up its backward too
+            self._unit(h)
+        return super().forward(h, key, p)
+
+    def backward(self, h: StageHolding, key: BatchKey, p: TensorPayload) -> StepResult:
+        self._unit(h)
+        return super().backward(h, key, p)
+
+    def _unit(self, h: StageHolding) -> None:
+        self.units += 1
+        if self.units % h.spec.accumulate == 0:  # a "step" in a random direction
+            weights = h.engine.state_dict()
+            g = self.g
+            noise = {k: torch.randn(v.shape, generator=g) * h.spec.lr for k, v in weights.items()}
+            h.engine.load_state_dict({k: v + noise[k] for k, v in weights.items()})
 
     def make(self, like: torch.Tensor, direction: str) -> torch.Tensor:
         if like.numel() == 1:

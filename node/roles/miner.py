@@ -36,7 +36,9 @@ MiB = 1024 * 1024
 @dataclass(kw_only=True, slots=True)
 class MinerConfig:
     capacity: float = 1.0
-    """Declared relative compute capacity; the orchestrator assigns stages weighted by it."""
+    """Declared capacity (tokens per second of its stage, or any unit shared by the run's
+    miners): the orchestrator assigns stages weighted by it, and validators pay a miner that
+    delivers less than it declares (compared with its stage-mates) less (docs/pay.md)."""
     max_inflight: int = 8
     """Batches open on this stage at once (forwarded or queued, awaiting backward); more are
     refused `over_capacity`."""

@@ -19,12 +19,14 @@ from node.auditing.auditor import Auditor, AuditSettings, run_audits
 from node.auditing.foreign import ForeignFails
 from node.auditing.pay_book import PayBook
 from node.auditing.records import AuditRecords
+from node.auditing.screener import Screener
 from node.chain.weight_setter import WeightPolicy, WeightSetter
 from node.merging.disputes import DisputeLog
 from node.roles.base import RoleComponent, RoleContext
 from node.service import sleep_forever
 from verification.sampling import SamplingRule
 from verification.scores import Decay
+from verification.templar import TemplarParams
 
 
 @dataclass(kw_only=True, slots=True)
@@ -56,8 +58,24 @@ class ValidatorConfig:
     burn_uid: int = -1
     """The subnet owner's uid that `burn_fraction` of the weight goes to (-1: none)."""
     burn_fraction: float = 0.0
+    screen: bool = True
+    """Screen every miner every window (`verification.quality`) and pay by quality."""
+    screen_batch_size: int = 4
+    """Held-out sequences of the screening batch."""
+    templar: TemplarParams = field(default_factory=TemplarParams)
+    """The quality score book's parameters, named as the Templar document names them."""
+    capacity_tolerance: float = 0.8
+    """Share of its stage's median delivered/declared throughput a miner may fall to unpaid."""
+    emission_share: float = 1.0
+    """This run's share of the emission (competitions: the shares of all runs add up to 1)."""
 
     def __post_init__(self) -> None:
+        if self.screen_batch_size < 1 or not 0 < self.capacity_tolerance <= 1:
+            raise ValueError(
+                "validator.screen_batch_size must be >= 1, capacity_tolerance in (0, 1]"
+            )
+        if not 0 <= self.emission_share <= 1:
+            raise ValueError("validator.emission_share must be in [0, 1]")
         if self.weights_interval < 1 or not 0 <= self.burn_fraction <= 1:
             raise ValueError("validator.weights_interval must be >= 1, burn_fraction in [0, 1]")
         if self.burn_fraction > 0 and self.burn_uid < 0:
@@ -90,6 +108,8 @@ class ValidatorComponent(RoleComponent[ValidatorConfig]):
             penalty_windows=config.penalty_windows,
             rule=config.sampling,
             miners_per_window=config.miners_per_window,
+            run_share=config.emission_share,
+            capacity_tolerance=config.capacity_tolerance,
         )
         cache = Path(config.data_cache) if config.data_cache else ctx.home / "data"
         self.auditor = Auditor(
@@ -105,6 +125,17 @@ class ValidatorComponent(RoleComponent[ValidatorConfig]):
             ),
             self.pay.chances,
         )
+        self.screener: Screener | None = None
+        if config.screen:
+            self.screener = Screener(
+                self.auditor,
+                self.records,
+                config.templar,
+                batch_size=config.screen_batch_size,
+                threads=config.threads,
+            )
+            self.auditor.before_draw = self.screener.screen
+            self.pay.screener = self.screener
         self.foreign = ForeignFails(self.auditor, horizon=config.t_decay)
         self.weights: WeightSetter | None = None
         if ctx.chain is not None:
@@ -113,7 +144,7 @@ class ValidatorComponent(RoleComponent[ValidatorConfig]):
                 burn_uid=config.burn_uid if config.burn_uid >= 0 else None,
                 burn_fraction=config.burn_fraction,
             )
-            self.weights = WeightSetter(ctx.chain, self.incentives, self._hotkey_of, policy)
+            self.weights = WeightSetter(ctx.chain, self.payout, self._hotkey_of, policy)
             ctx.metrics.watch_counters(
                 "tessera_weights_set",
                 "Weight settings on the chain by outcome",
@@ -134,6 +165,18 @@ class ValidatorComponent(RoleComponent[ValidatorConfig]):
             "IOTA incentive I_m per miner (validated backward passes, decayed)",
             "miner",
             self.incentives,
+        )
+        metrics.watch_gauges(
+            "tessera_miner_weight",
+            "Each miner's share of the emission under the pay rule (docs/pay.md)",
+            "miner",
+            self.payout,
+        )
+        metrics.watch_counters(
+            "tessera_screens",
+            "Quality screens by event",
+            "event",
+            lambda: self.screener.counters if self.screener else {},
         )
 
     async def run(self) -> None:
@@ -164,6 +207,13 @@ class ValidatorComponent(RoleComponent[ValidatorConfig]):
         if current is None:
             return {}
         return self.pay.incentives(current)
+
+    def payout(self) -> dict[str, float]:
+        """Each miner's weight under the pay rule (what the validator sets on its chain)."""
+        current = self.auditor.current_window
+        if current is None:
+            return {}
+        return self.pay.payout(current).weights
 
     def status(self) -> dict[str, Any]:
         verdicts = self.records.verdicts()
@@ -199,4 +249,27 @@ class ValidatorComponent(RoleComponent[ValidatorConfig]):
                 for v in list(self.auditor.latest)[-10:]
             ],
             "scores": self.pay.status(self.auditor.current_window),
+            "quality": self._quality(),
+        }
+
+    def _quality(self) -> dict[str, Any] | None:
+        current = self.auditor.current_window
+        if self.screener is None or current is None:
+            return None
+        book = self.screener.fold()
+        out = self.pay.payout(current)
+        latest = self.records.screens(max(current - 3, 0))
+        last = latest[max(latest)] if latest else None
+        return {
+            "ranking": book.ranking(),
+            "miners": {m: {**s.to_record(), "ordinal": s.ordinal} for m, s in book.miners.items()},
+            "weights": out.weights,
+            "stage_weights": {str(k): v for k, v in out.stages.items()},
+            "quality_multipliers": out.quality,
+            "capacity_factors": out.capacity,
+            "last_screen": None
+            if last is None
+            else {"screens": last["screens"], "cpu_s": last.get("cpu_s")},
+            "events": dict(self.screener.counters),
+            "cpu_s": self.screener.cpu_s,
         }

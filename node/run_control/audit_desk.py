@@ -121,6 +121,7 @@ class AuditDesk:
         work = {m: int(c.get("backward", 0)) for m, c in self._orch.work_counts(w).items()}
         starts = {str(p): str(v[1]) for p, v in previous.get("members", {}).items()}
         ends = {str(p): str(d) for p, d in record.get("premerge", {}).items()}
+        capacity = {m.peer_id: m.capacity for m in self._orch.miners() if m.peer_id in work}
         return WindowInfo(
             window=w,
             current=current,
@@ -133,6 +134,8 @@ class AuditDesk:
             work=work,
             starts=starts,
             ends=ends,
+            capacity=capacity,
+            seconds=float(record.get("seconds") or 0.0),
         )
 
     async def on_verdicts(self, msg: VerdictReport, peer: PeerSession) -> Message:

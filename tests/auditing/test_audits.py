@@ -158,6 +158,28 @@ async def test_audits_catch_cheaters_and_keep_honest_scores(network: Network) ->
         assert short[peer] == sum(windows[peer].get(str(w), 0) for w in (now - 1, now))
     assert status["verdicts"]["fail"] >= len(KINDS) and status["verdicts"]["inconclusive"] >= 1
 
+    # The quality screen: every miner of every audited window, before its draw ---------------
+    screener = val.screener
+    assert screener is not None
+    screens = val.records.screens()
+    assert set(screens) == set(range(now))
+    for row in screens.values():
+        assert set(row["screens"]) == set(row["work"]) == set(row["stage_of"])
+        assert row["stage_of"][target_id] == 1 and row["cpu_s"] > 0
+    assert all(s["steps_behind"] == 0.0 for s in screens[0]["screens"].values())  # seed init
+    for kind in ("lazy", "stale"):  # weights that never move: a zero delta, screened out
+        for w in cheated[kind]:
+            mine = screens[w]["screens"][target_id]
+            assert mine["loss_after"] == mine["loss_before"], (kind, w, mine)
+            assert target_id in screener.screened_out(w)
+    for w in cheated["random"]:
+        mine = screens[w]["screens"][target_id]
+        assert mine["loss_after"] != mine["loss_before"], (w, mine)
+    quality = status["quality"]
+    assert sorted(quality["ranking"]) == ids
+    assert quality["miners"][target_id]["screened"] == now
+    assert quality["events"]["windows_screened"] == now
+
     # Commit / reveal: each audited window's secret opens its commitment and gives the draw ---
     me = endpoint(net.validator).peer_id
     for window, entry in status["commitments"].items():

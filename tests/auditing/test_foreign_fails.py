@@ -28,7 +28,10 @@ async def test_a_foreign_fail_counts_once_replayed_and_a_forged_one_is_refuted(
 ) -> None:
     net = network
     a = validator(net)
-    a.pay.rule, a.pay.miners_per_window = SamplingRule(floor=0.0), 0  # A draws nobody itself
+    a.pay.rule, a.pay.miners_per_window = (
+        SamplingRule(floor=0.0, after_screen=0.0),
+        0,
+    )  # A draws nobody
     b_node = await start_node(
         "validator-b",
         ["validator"],

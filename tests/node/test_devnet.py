@@ -225,8 +225,19 @@ def test_audit_summary_names_miners() -> None:
             "peerB": {"pass": 0, "fail": 2, "inconclusive": 1},
         },
         "scores": {"incentives": {"peerA": 12.0, "peerB": 4.0, "peerC": 8.0}},
+        "quality": {
+            "ranking": ["peerA", "peerB"],
+            "weights": {"peerA": 0.75, "peerB": 0.0},
+            "quality_multipliers": {"peerA": 2.0, "peerB": 0.0},
+            "cpu_s": 0.5,
+        },
     }
     doc = audit_summary(section, {"peerA": "miner0", "peerB": "miner1"})
+    quality = doc.pop("quality")
+    assert quality["ranking"] == ["miner0", "miner1"]
+    assert quality["weights"] == {"miner0": 0.75, "miner1": 0.0}
+    assert quality["quality_multipliers"] == {"miner0": 2.0, "miner1": 0.0}
+    assert quality["cpu_s"] == 0.5
     assert doc == {
         "audited_windows": 3,
         "verdicts": {"pass": 4, "fail": 2, "inconclusive": 1},
@@ -236,4 +247,5 @@ def test_audit_summary_names_miners() -> None:
             "peerC": {"pass": 0, "fail": 0, "inconclusive": 0, "incentive": 8.0},
         },
     }
-    assert audit_summary(None, {}) == {"audited_windows": 0, "verdicts": {}, "miners": {}}
+    empty = {"audited_windows": 0, "verdicts": {}, "miners": {}, "quality": {}}
+    assert audit_summary(None, {}) == empty
