@@ -16,8 +16,10 @@ from p2p.endpoint import Endpoint
 from p2p.errors import P2PError
 from p2p.host import P2PHost
 from p2p.messages import Ack, Heartbeat, Message
+from p2p.refusals import Reason, Refused
 
 log = logging.getLogger(__name__)
+OTHER_RUN_RETRY_S = 300.0
 
 
 class Greeter(Service):
@@ -40,6 +42,9 @@ class Greeter(Service):
         self._timeout_s = timeout_s
         self.counters: Counter[str] = Counter()
         self.last_heartbeat: dict[str, float] = {}
+        self._other_run: dict[str, float] = {}
+        """Peers that refused our Hello as `wrong_run` (another run on the same subnet), and
+        when: greeted again only after `OTHER_RUN_RETRY_S`."""
         endpoint.register(Heartbeat, self._on_heartbeat)
 
     async def run(self) -> None:
@@ -54,7 +59,13 @@ class Greeter(Service):
         sessions = self._endpoint.sessions
         for gone in set(sessions) - live:
             del sessions[gone]
-        jobs = [self._greet(peer) for peer in live if peer not in sessions]
+        now = asyncio.get_running_loop().time()
+        jobs = [
+            self._greet(peer)
+            for peer in live
+            if peer not in sessions
+            and now - self._other_run.get(peer, -OTHER_RUN_RETRY_S) >= OTHER_RUN_RETRY_S
+        ]
         if heartbeat:
             jobs += [self._beat(peer) for peer in live if peer in sessions]
         await asyncio.gather(*jobs)
@@ -63,6 +74,11 @@ class Greeter(Service):
         try:
             await self._endpoint.hello(peer, timeout=self._timeout_s)
             self.counters["hello_ok"] += 1
+        except Refused as exc:
+            self.counters["hello_failed"] += 1
+            if exc.reason is Reason.WRONG_RUN:
+                self._other_run[peer] = asyncio.get_running_loop().time()
+            log.debug("hello to %s refused: %s", peer, exc)
         except P2PError as exc:
             self.counters["hello_failed"] += 1
             log.debug("hello to %s failed: %s", peer, exc)

@@ -137,6 +137,7 @@ class NodeService(Service):
                 admission=cfg.admission.build(),
                 hello=lambda: self._hello(transport.bulk_address),
                 limits=cfg.limits,
+                any_run=set(cfg.node.roles) == {"chain"},  # the subnet's chain serves every run
             )
             greeter = self._greeter = Greeter(endpoint, host)
             serve_blobs(endpoint, BlobStore(store))

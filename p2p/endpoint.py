@@ -49,9 +49,15 @@ class Endpoint:
         hello: Callable[[], Hello],
         limits: LimitsConfig | None = None,
         clock: Callable[[], float] = time.time,
+        any_run: bool = False,
     ) -> None:
+        """`any_run`: a subnet-wide node (the chain) that serves the peers of every run: it takes
+        envelopes of any run and answers, and later asks, each peer in the peer's own run."""
         self._key = key
         self.run = run
+        self.any_run = any_run
+        self.peer_runs: dict[str, str] = {}
+        """The run each peer spoke in (`any_run` only)."""
         self._transport = transport
         self._admission = admission
         self._hello = hello
@@ -59,7 +65,9 @@ class Endpoint:
         self._seq = SeqCounter()
         self.sessions: dict[str, PeerSession] = {}
         self.refusals = RefusalLedger()
-        self._checks = HeadChecker(run, limits or LimitsConfig(), self.sessions, clock)
+        self._checks = HeadChecker(
+            None if any_run else run, limits or LimitsConfig(), self.sessions, clock
+        )
         self._pending_hello: dict[str, asyncio.Future[PeerSession]] = {}
         self.register(Hello, self._on_hello)
 
@@ -76,7 +84,9 @@ class Endpoint:
     ) -> None:
         self._transport.serve(cls.protocol, _Served(self, cls, handler))
 
-    def seal(self, msg: Message, *, re: int | None = None) -> tuple[Frame, int]:
+    def seal(
+        self, msg: Message, *, re: int | None = None, run: str | None = None
+    ) -> tuple[Frame, int]:
         if re is not None:
             msg = dataclasses.replace(msg, re=re)  # type: ignore[call-arg]
         payload = msg.payload
@@ -85,7 +95,7 @@ class Endpoint:
         header = Header(
             type_id=msg.type_id,
             version=msg.version,
-            run=self.run,
+            run=self.run if run is None else run,
             sender=self.peer_id,
             seq=seq,
             ts=self._clock(),
@@ -107,14 +117,16 @@ class Endpoint:
         """Send `msg` to `peer_id` and return its typed reply; a refusal raises Refused."""
         if not isinstance(msg, Hello) and peer_id not in self.sessions:
             await self.hello(peer_id, timeout=timeout)
-        frame, seq = self.seal(msg)
+        run = self.peer_runs.get(peer_id, self.run)
+        frame, seq = self.seal(msg, run=run)
         reply = await self._transport.request(
             peer_id, msg.protocol, frame, timeout=timeout, bulk=msg.bulk
         )
         try:
             header, body = open_frame(reply, sender=peer_id)
             cls = REPLIES.get(header.type_id)
-            if cls is None or header.meta.get("re") != seq or header.run != self.run:
+            other_run = header.run != run and cls is not Refusal  # a refusal may say wrong_run
+            if cls is None or header.meta.get("re") != seq or other_run:
                 raise Refused(Reason.MALFORMED, "reply does not answer this request")
             answer = cls.decode(header, body)
         except (Refused, MalformedMessage) as exc:
@@ -158,9 +170,8 @@ class Endpoint:
         )
 
     def _admit(self, peer_id: str, intro: Hello | Welcome) -> PeerSession:
-        hotkey = verify_hello_binding(
-            intro.binding, peer_id=peer_id, run=self.run, now=self._clock()
-        )
+        run = self.peer_runs.get(peer_id, self.run)  # any_run: the run the peer spoke in
+        hotkey = verify_hello_binding(intro.binding, peer_id=peer_id, run=run, now=self._clock())
         if not self._admission.allows(hotkey, list(intro.roles)):
             raise self._admission.refusal(hotkey, list(intro.roles))
         session = PeerSession(peer_id, hotkey, tuple(intro.roles), intro.capacity, intro.bulk_addr)
@@ -169,9 +180,12 @@ class Endpoint:
             self._transport.set_bulk_address(peer_id, intro.bulk_addr)
         return session
 
-    def refusal_frame(self, peer: str | None, exc: Refused, re: int) -> Frame:
+    def refusal_frame(
+        self, peer: str | None, exc: Refused, re: int, run: str | None = None
+    ) -> Frame:
         self.refusals.record(peer, exc.reason, exc.detail)
-        return self.seal(Refusal(reason=exc.reason.value, detail=exc.detail[:500]), re=re)[0]
+        refusal = Refusal(reason=exc.reason.value, detail=exc.detail[:500])
+        return self.seal(refusal, re=re, run=run if self.any_run else None)[0]
 
 
 class _Served:
@@ -183,20 +197,23 @@ class _Served:
         self._handler = handler
 
     def check_head(self, peer: str | None, head: bytes, body_len: int) -> Frame | None:
-        seq = 0
+        seq, run = 0, None
         try:
             header, part, sig = decode_head(head)
-            seq = header.seq
+            seq, run = header.seq, (header.run if self._ep.any_run else None)
             self._ep._checks.check(self._cls, peer, header, part, sig, body_len)
         except MalformedMessage as exc:
-            return self._ep.refusal_frame(peer, Refused(Reason.MALFORMED, str(exc)), seq)
+            return self._ep.refusal_frame(peer, Refused(Reason.MALFORMED, str(exc)), seq, run)
         except Refused as exc:
-            return self._ep.refusal_frame(peer or _sender(head), exc, seq)
+            return self._ep.refusal_frame(peer or _sender(head), exc, seq, run)
         return None
 
     async def handle(self, peer: str | None, frame: Frame) -> Frame:
         header, _, _ = decode_head(frame.head)  # check_head passed: decodes
         sender = header.sender
+        run = header.run if self._ep.any_run else None
+        if run is not None:
+            self._ep.peer_runs[sender] = run
         try:
             if nbytes(frame.body) != header.body_len or digest(frame.body) != header.digest:
                 raise Refused(Reason.BAD_DIGEST, "body does not match the signed digest")
@@ -206,14 +223,15 @@ class _Served:
             session = self._ep.sessions.get(sender) or PeerSession(sender, None, (), 0.0, "")
             reply = await self._handler(msg, session)
         except MalformedMessage as exc:
-            return self._ep.refusal_frame(sender, Refused(Reason.MALFORMED, str(exc)), header.seq)
+            refused = Refused(Reason.MALFORMED, str(exc))
+            return self._ep.refusal_frame(sender, refused, header.seq, run)
         except Refused as exc:
-            return self._ep.refusal_frame(sender, exc, header.seq)
+            return self._ep.refusal_frame(sender, exc, header.seq, run)
         except Exception as exc:  # a handler bug must not take the node down
             log.exception("handler for %s failed", self._cls.__name__)
             refusal = Refused(Reason.INTERNAL, type(exc).__name__)
-            return self._ep.refusal_frame(sender, refusal, header.seq)
-        return self._ep.seal(reply, re=header.seq)[0]
+            return self._ep.refusal_frame(sender, refusal, header.seq, run)
+        return self._ep.seal(reply, re=header.seq, run=run)[0]
 
 
 def _sender(head: bytes) -> str | None:

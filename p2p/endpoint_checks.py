@@ -15,11 +15,12 @@ from p2p.tensors import check_spec
 class HeadChecker:
     def __init__(
         self,
-        run: str,
+        run: str | None,
         limits: LimitsConfig,
         sessions: Mapping[str, PeerSession],
         clock: Callable[[], float],
     ) -> None:
+        """`run` None: envelopes of any run pass (a subnet-wide node)."""
         self._run = run
         self._sessions = sessions
         self._clock = clock
@@ -39,7 +40,7 @@ class HeadChecker:
             raise Refused(Reason.UNKNOWN_TYPE, f"type {header.type_id} on {cls.protocol}")
         if header.version != cls.version:
             raise Refused(Reason.UNSUPPORTED_VERSION, f"{cls.__name__} v{header.version}")
-        if header.run != self._run:
+        if self._run is not None and header.run != self._run:
             raise Refused(Reason.WRONG_RUN, f"run {header.run!r}, this node is in {self._run!r}")
         size = max(body_len, header.body_len)
         if size > cls.max_body:

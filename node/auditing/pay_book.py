@@ -42,11 +42,9 @@ class PayBook:
         penalty_windows: int,
         rule: SamplingRule,
         miners_per_window: int,
-        run_share: float = 1.0,
         capacity_tolerance: float = 0.8,
     ) -> None:
         self.records = records
-        self.run_share = run_share
         self.capacity_tolerance = capacity_tolerance
         self.screener: Screener | None = None
         """The quality screen, when on: its book and screens enter `chances` and `payout`."""
@@ -68,13 +66,13 @@ class PayBook:
         """Each miner's weight under the whole pay rule (`node.auditing.pay_rule`)."""
         validated = self.incentives(current)
         if self.screener is None:
-            return compose(validated, {}, None, run_share=self.run_share, tolerance=1.0)
+            return compose(validated, {}, None, run_share=1.0, tolerance=1.0)
         since = max(current - self.decay.t_decay, 0)
         return compose(
             validated,
             self.records.screens(since),
             self.screener.fold(),
-            run_share=self.run_share,
+            run_share=1.0,
             tolerance=self.capacity_tolerance,
         )
 

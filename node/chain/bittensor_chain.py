@@ -125,11 +125,14 @@ class BittensorChain:
             client = await self._sdk()
             await self._execute(client, _bt().ServeAxon(netuid=netuid, ip=ip, port=port))
 
-    async def set_weights(self, netuid: int, weights: Mapping[int, float]) -> int:
+    async def set_weights(
+        self, netuid: int, weights: Mapping[int, float], *, mechid: int = 0
+    ) -> int:
         with _sdk_errors(ChainFault.WEIGHTS_REJECTED):
             client = await self._sdk()
             chosen = {int(uid): float(w) for uid, w in weights.items()}
-            return await self._execute(client, _bt().SetWeights(netuid, weights=chosen))
+            intent = _bt().SetWeights(netuid, weights=chosen, mechid=mechid)
+            return await self._execute(client, intent)
 
     async def close(self) -> None:
         if self._client is not None:

@@ -37,6 +37,9 @@ class ChainClient(Protocol):
         """Publish this node's libp2p multiaddr for the hotkey."""
         ...
 
-    async def set_weights(self, netuid: int, weights: Mapping[int, float]) -> int:
-        """Set (or, under commit-reveal, commit) weights; the block it was included at."""
+    async def set_weights(
+        self, netuid: int, weights: Mapping[int, float], *, mechid: int = 0
+    ) -> int:
+        """Set (or, under commit-reveal, commit) weights on the subnet's mechanism `mechid`;
+        the block it was included at."""
         ...

@@ -8,7 +8,6 @@ reveals them in their reveal epoch.
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
 from collections.abc import Mapping
@@ -32,10 +31,11 @@ class DevnetChain:
         self._peer = chain_peer
         self._signer = signer
         self._timeout = timeout
-        self._nonce = itertools.count(time.time_ns() // 1000)
+        self._last_nonce = 0
         self._params: dict[int, tuple[float, Hyperparams]] = {}
-        self._pending: dict[int, tuple[dict[int, float], bytes, int]] = {}
-        """Per subnet, weights committed and not yet revealed: (weights, salt, commit block)."""
+        self._pending: dict[tuple[int, int], tuple[dict[int, float], bytes, int]] = {}
+        """Per (subnet, mechanism), weights committed and not yet revealed: (weights, salt,
+        commit block)."""
 
     @property
     def hotkey(self) -> str:
@@ -68,20 +68,22 @@ class DevnetChain:
     async def serve(self, netuid: int, endpoint: str) -> None:
         await self._call(netuid, "serve", {"endpoint": endpoint})
 
-    async def set_weights(self, netuid: int, weights: Mapping[int, float]) -> int:
+    async def set_weights(
+        self, netuid: int, weights: Mapping[int, float], *, mechid: int = 0
+    ) -> int:
         chosen = {int(u): float(w) for u, w in sorted(weights.items())}
         if not (await self.hyperparams(netuid)).commit_reveal:
-            args = {"uids": list(chosen), "weights": list(chosen.values())}
+            args = {"uids": list(chosen), "weights": list(chosen.values()), "mechid": mechid}
             return (await self._call(netuid, "set_weights", args)).block
         salt = os.urandom(16)
         digest = commit_digest(self.hotkey, chosen, salt)
-        result = await self._call(netuid, "commit_weights", {"digest": digest})
-        self._pending[netuid] = (chosen, salt, result.block)
+        result = await self._call(netuid, "commit_weights", {"digest": digest, "mechid": mechid})
+        self._pending[netuid, mechid] = (chosen, salt, result.block)
         return result.block
 
-    async def reveal_due(self, netuid: int) -> int | None:
+    async def reveal_due(self, netuid: int, mechid: int = 0) -> int | None:
         """Reveal the committed weights if their reveal epoch has come; the block, else None."""
-        pending = self._pending.get(netuid)
+        pending = self._pending.get((netuid, mechid))
         if pending is None:
             return None
         weights, salt, committed = pending
@@ -89,12 +91,13 @@ class DevnetChain:
         if block // params.tempo < committed // params.tempo + params.reveal_period:
             return None
         uids = sorted(weights)
-        args = {"uids": uids, "weights": [weights[u] for u in uids], "salt": salt}
-        del self._pending[netuid]
+        args = {"uids": uids, "weights": [weights[u] for u in uids], "salt": salt, "mechid": mechid}
+        del self._pending[netuid, mechid]
         return (await self._call(netuid, "reveal_weights", args)).block
 
     async def _call(self, netuid: int, call: str, args: dict[str, Any]) -> ChainResult:
-        nonce = next(self._nonce)
+        # From the microsecond clock, so that nodes sharing a hotkey (one per run) stay in order.
+        nonce = self._last_nonce = max(self._last_nonce + 1, time.time_ns() // 1000)
         payload = extrinsic_payload(netuid, call, args, self.hotkey, nonce)
         msg = ChainCall(netuid=netuid, call=call, args=args, hotkey=self.hotkey, nonce=nonce,
                         signature=bytes(self._signer.sign(payload)))  # fmt: skip

@@ -5,9 +5,13 @@ period when the subnet is full), stake per hotkey, validator permits, served end
 (registered sender with a permit, rate limit, min allowed, max weight limit; stored max-upscaled
 to u16 as subtensor does), commit-reveal (a digest committed, revealed in the epoch
 `reveal_period` epochs later), and every `tempo` blocks a Yuma consensus epoch
-(`verification.yuma.epoch`) whose inputs and result are kept per epoch. Blocks are given by the
-caller (the chain role's clock); signatures are the caller's to check. Every extrinsic runs in
-one write transaction and raises `ChainError` before it writes, so a refused one changes nothing.
+(`verification.yuma.epoch`) whose inputs and result are kept per epoch. A subnet has one or more
+mechanisms (`Hyperparams.mechanism_split`, one per competition): each keeps its own weights,
+bonds, commits and weight-setting blocks, runs its own epoch on its share of the emission, and
+a neuron's figures are the mechanisms' summed (emission) or split-weighted (the rest). Blocks
+are given by the caller (the chain role's clock); signatures are the caller's to check. Every
+extrinsic runs in one write transaction and raises `ChainError` before it writes, so a refused
+one changes nothing.
 """
 
 from __future__ import annotations
@@ -59,12 +63,12 @@ class DevnetLedger:
             )  # fmt: skip
         return Metagraph(netuid=self.netuid, block=block, neurons=neurons)
 
-    def weights(self) -> dict[int, dict[int, int]]:
-        """Per validator uid, the u16 weights it set."""
+    def weights(self, mechid: int = 0) -> dict[int, dict[int, int]]:
+        """Per validator uid, the u16 weights it set (on mechanism `mechid`)."""
         with self._store.read() as txn:
             return {
                 int(k.rsplit(b"/", 1)[1]): {int(u): int(w) for u, w in row.items()}
-                for k, row in txn.scan(TABLE, self._p + "w/")
+                for k, row in txn.scan(TABLE, self._p + _kind("w", mechid) + "/")
             }
 
     def epochs(self) -> list[dict[str, Any]]:
@@ -116,7 +120,8 @@ class DevnetLedger:
                 uid = self._prunable(rows, block)
                 txn.delete(TABLE, self._p + f"h/{rows[uid]['hotkey']}")
                 for kind in ("w", "b", "c"):
-                    txn.delete(TABLE, self._p + f"{kind}/{uid:05d}")
+                    for m in range(len(self.params.mechanism_split)):
+                        txn.delete(TABLE, self._p + f"{_kind(kind, m)}/{uid:05d}")
             if uid == len(rows):
                 meta = dict(txn.get(TABLE, self._p + "meta") or {"last_epoch": 0})
                 meta["n"] = uid + 1
@@ -139,31 +144,37 @@ class DevnetLedger:
             row["endpoint"] = endpoint
             txn.put(TABLE, self._p + f"u/{uid:05d}", row)
 
-    def set_weights(self, hotkey: str, weights: Mapping[int, float], block: int) -> None:
+    def set_weights(
+        self, hotkey: str, weights: Mapping[int, float], block: int, mechid: int = 0
+    ) -> None:
         if self.params.commit_reveal:
             raise ChainError(ChainFault.WEIGHTS_REJECTED, "commit-reveal is on: commit, reveal")
+        self._mechanism(mechid)
         with self._store.write() as txn:
             uid, row = self._neuron(txn, hotkey)
-            if block - row["last_update"] < self.params.weights_rate_limit and row.get("set"):
-                raise ChainError(ChainFault.RATE_LIMITED, f"last set at block {row['last_update']}")
-            self._put_weights(txn, uid, row, weights, block)
+            last, was_set = _updated(row, mechid)
+            if block - last < self.params.weights_rate_limit and was_set:
+                raise ChainError(ChainFault.RATE_LIMITED, f"last set at block {last}")
+            self._put_weights(txn, uid, row, weights, block, mechid)
 
-    def commit_weights(self, hotkey: str, digest: bytes, block: int) -> None:
+    def commit_weights(self, hotkey: str, digest: bytes, block: int, mechid: int = 0) -> None:
         if len(digest) != 32:
             raise ChainError(ChainFault.MALFORMED, "a commit is a 32-byte digest")
+        key = _kind("c", self._mechanism(mechid))
         with self._store.write() as txn:
             uid, _ = self._neuron(txn, hotkey)
-            last = txn.get(TABLE, self._p + f"c/{uid:05d}")
+            last = txn.get(TABLE, self._p + f"{key}/{uid:05d}")
             if last is not None and block - last["block"] < self.params.weights_rate_limit:
                 raise ChainError(ChainFault.RATE_LIMITED, f"committed at block {last['block']}")
-            txn.put(TABLE, self._p + f"c/{uid:05d}", {"digest": digest, "block": block})
+            txn.put(TABLE, self._p + f"{key}/{uid:05d}", {"digest": digest, "block": block})
 
     def reveal_weights(
-        self, hotkey: str, weights: Mapping[int, float], salt: bytes, block: int
+        self, hotkey: str, weights: Mapping[int, float], salt: bytes, block: int, mechid: int = 0
     ) -> None:
+        key = _kind("c", self._mechanism(mechid))
         with self._store.write() as txn:
             uid, row = self._neuron(txn, hotkey)
-            commit = txn.get(TABLE, self._p + f"c/{uid:05d}")
+            commit = txn.get(TABLE, self._p + f"{key}/{uid:05d}")
             if commit is None:
                 raise ChainError(ChainFault.REVEAL_REJECTED, "nothing committed")
             due = commit["block"] // self.params.tempo + self.params.reveal_period
@@ -175,8 +186,8 @@ class DevnetLedger:
                 )
             if commit_digest(hotkey, weights, salt) != commit["digest"]:
                 raise ChainError(ChainFault.REVEAL_REJECTED, "weights do not match the commit")
-            self._put_weights(txn, uid, row, weights, block)
-            txn.delete(TABLE, self._p + f"c/{uid:05d}")
+            self._put_weights(txn, uid, row, weights, block, mechid)
+            txn.delete(TABLE, self._p + f"{key}/{uid:05d}")
 
     # epoch --------------------------------------------------------------------------------
 
@@ -187,12 +198,19 @@ class DevnetLedger:
             if block - meta["last_epoch"] < self.params.tempo:
                 return None
             rows = self._rows(txn)
-            inputs = self._inputs(txn, rows, block, meta["last_epoch"])
-            record = {"block": block, "inputs": pack_inputs(inputs)}
+            split = self.params.mechanism_split
+            runs = [
+                self._inputs(txn, rows, block, meta["last_epoch"], m) for m in range(len(split))
+            ]
+            record: dict[str, Any] = {"block": block, "inputs": pack_inputs(runs[0])}
+            if len(split) > 1:
+                record["mechanisms"] = [{"inputs": pack_inputs(x)} for x in runs[1:]]
             if rows:
-                result = epoch(inputs)
-                record["result"] = pack_result(result)
-                self._apply(txn, rows, result)
+                results = [epoch(x) for x in runs]
+                record["result"] = pack_result(results[0])
+                for extra, result in zip(record.get("mechanisms", []), results[1:], strict=True):
+                    extra["result"] = pack_result(result)
+                self._apply(txn, rows, results)
             txn.put(TABLE, self._p + f"e/{block:012d}", record)
             meta["last_epoch"] = block
             txn.put(TABLE, self._p + "meta", meta)
@@ -242,6 +260,7 @@ class DevnetLedger:
         row: dict[str, Any],
         weights: Mapping[int, float],
         block: int,
+        mechid: int = 0,
     ) -> None:
         if not row["permit"]:
             raise ChainError(ChainFault.WEIGHTS_REJECTED, "no validator permit")
@@ -263,20 +282,30 @@ class DevnetLedger:
         order = np.argsort(uids)
         scaled = np.rint(values[order] / top * U16).astype(np.int64)
         stored = dict(zip(map(str, uids[order].tolist()), scaled.tolist(), strict=True))
-        txn.put(TABLE, self._p + f"w/{uid:05d}", stored)
-        row["last_update"], row["set"] = block, True
+        txn.put(TABLE, self._p + f"{_kind('w', mechid)}/{uid:05d}", stored)
+        if mechid == 0:
+            row["last_update"], row["set"] = block, True
+        else:
+            row.setdefault("updates", {})[str(mechid)] = block
         txn.put(TABLE, self._p + f"u/{uid:05d}", row)
 
+    def _mechanism(self, mechid: int) -> int:
+        if not 0 <= mechid < len(self.params.mechanism_split):
+            count = len(self.params.mechanism_split)
+            raise ChainError(ChainFault.MALFORMED, f"mechanism {mechid}: the subnet has {count}")
+        return mechid
+
     def _inputs(
-        self, txn: ReadTxn, rows: list[dict[str, Any]], block: int, last_epoch: int
+        self, txn: ReadTxn, rows: list[dict[str, Any]], block: int, last_epoch: int, mechid: int
     ) -> EpochInputs:
         n = len(rows)
         weights, bonds = np.zeros((n, n)), np.zeros((n, n))
+        w_key, b_key = _kind("w", mechid), _kind("b", mechid)
         for i in range(n):
-            for u, w in (txn.get(TABLE, self._p + f"w/{i:05d}") or {}).items():
+            for u, w in (txn.get(TABLE, self._p + f"{w_key}/{i:05d}") or {}).items():
                 if int(u) < n:
                     weights[i, int(u)] = w
-            for u, b in (txn.get(TABLE, self._p + f"b/{i:05d}") or {}).items():
+            for u, b in (txn.get(TABLE, self._p + f"{b_key}/{i:05d}") or {}).items():
                 if int(u) < n:
                     bonds[i, int(u)] = b
         p = self.params
@@ -285,25 +314,49 @@ class DevnetLedger:
             weights=weights,
             bonds=bonds,
             validator_permit=np.array([r["permit"] for r in rows], dtype=bool),
-            last_update=np.array([r["last_update"] for r in rows], dtype=np.int64),
+            last_update=np.array([_updated(r, mechid)[0] for r in rows], dtype=np.int64),
             block_at_registration=np.array([r["registered"] for r in rows], dtype=np.int64),
             current_block=block, tempo=p.tempo, activity_cutoff=p.activity_cutoff,
             kappa=p.kappa, bonds_moving_average=p.bonds_moving_avg,
             bonds_penalty=p.bonds_penalty, max_allowed_validators=p.max_allowed_validators,
             last_epoch_block=last_epoch or None, yuma3=p.yuma3, liquid_alpha=p.liquid_alpha,
-            emission=p.emission_per_block * (block - last_epoch),
+            emission=p.emission_per_block * (block - last_epoch) * p.mechanism_split[mechid],
         )  # fmt: skip
 
-    def _apply(self, txn: WriteTxn, rows: list[dict[str, Any]], result: EpochResult) -> None:
+    def _apply(self, txn: WriteTxn, rows: list[dict[str, Any]], results: list[EpochResult]) -> None:
+        """Each mechanism's result: its bonds; emission summed over the mechanisms, the other
+        figures weighted by the split; validator permits from the first (stake decides them
+        alike in every mechanism)."""
+        split = self.params.mechanism_split
         for uid, row in enumerate(rows):
-            row["permit"] = bool(result.new_validator_permit[uid])
+            row["permit"] = bool(results[0].new_validator_permit[uid])
             for name in RESULT_FIELDS:
-                row[name] = float(getattr(result, name)[uid])
+                values = [float(getattr(r, name)[uid]) for r in results]
+                summed = name == "emission" or len(results) == 1
+                row[name] = (
+                    sum(values)
+                    if summed
+                    else sum(v * w for v, w in zip(values, split, strict=True))
+                )
             txn.put(TABLE, self._p + f"u/{uid:05d}", row)
-            bonds = {str(j): float(b) for j, b in enumerate(result.bonds[uid]) if b > 0}
-            txn.put(TABLE, self._p + f"b/{uid:05d}", bonds)
             key = self._p + f"t/{row['hotkey']}"
             total = dict(txn.get(TABLE, key) or {"server": 0.0, "validator": 0.0})
-            total["server"] += float(result.server_emission[uid])
-            total["validator"] += float(result.validator_emission[uid])
+            for m, result in enumerate(results):
+                bonds = {str(j): float(b) for j, b in enumerate(result.bonds[uid]) if b > 0}
+                txn.put(TABLE, self._p + f"{_kind('b', m)}/{uid:05d}", bonds)
+                total["server"] += float(result.server_emission[uid])
+                total["validator"] += float(result.validator_emission[uid])
             txn.put(TABLE, key, total)
+
+
+def _kind(kind: str, mechid: int) -> str:
+    """The key prefix of a per-mechanism record kind (mechanism 0 keeps the plain one)."""
+    return kind if mechid == 0 else f"{kind}{mechid}"
+
+
+def _updated(row: Mapping[str, Any], mechid: int) -> tuple[int, bool]:
+    """(block of the last weights on `mechid`, whether any were set); registration if none."""
+    if mechid == 0:
+        return int(row["last_update"]), bool(row.get("set"))
+    block = row.get("updates", {}).get(str(mechid))
+    return (int(row["registered"]), False) if block is None else (int(block), True)

@@ -51,8 +51,15 @@ class Hyperparams:
     emission_per_block: float = 1.0
     yuma3: bool = True
     liquid_alpha: bool = False
+    mechanism_split: tuple[float, ...] = (1.0,)
+    """The subnet's mechanisms (one per competition: a training run) and each one's share of
+    the emission (subtensor's MechanismEmissionSplit); each has its own weights and bonds."""
 
     def __post_init__(self) -> None:
+        split = tuple(float(v) for v in self.mechanism_split)
+        object.__setattr__(self, "mechanism_split", split)
+        if not split or any(not v >= 0 for v in split) or abs(sum(split) - 1.0) > 1e-6:
+            raise ValueError("mechanism_split: one share per mechanism, >= 0, adding up to 1")
         if min(self.tempo, self.max_allowed_uids, self.max_allowed_validators) < 1:
             raise ValueError("tempo, max_allowed_uids and max_allowed_validators must be >= 1")
         if not 0 < self.max_weight_limit <= 1 or not 0 <= self.kappa <= 1:

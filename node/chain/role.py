@@ -84,11 +84,12 @@ class ChainComponent(RoleComponent[DevnetChainConfig]):
                 case "serve":
                     ledger.serve(hotkey, str(a["endpoint"]))
                 case "set_weights":
-                    ledger.set_weights(hotkey, _weights(a), block)
+                    ledger.set_weights(hotkey, _weights(a), block, _mechid(a))
                 case "commit_weights":
-                    ledger.commit_weights(hotkey, bytes(a["digest"]), block)
+                    ledger.commit_weights(hotkey, bytes(a["digest"]), block, _mechid(a))
                 case "reveal_weights":
-                    ledger.reveal_weights(hotkey, _weights(a), bytes(a["salt"]), block)
+                    salt = bytes(a["salt"])
+                    ledger.reveal_weights(hotkey, _weights(a), salt, block, _mechid(a))
                 case _:
                     raise ChainError(ChainFault.MALFORMED, f"unknown call {msg.call!r}")
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
@@ -124,6 +125,13 @@ class ChainComponent(RoleComponent[DevnetChainConfig]):
             ],
             "counters": dict(self.counters),
         }
+
+
+def _mechid(args: dict[str, Any]) -> int:
+    value = args.get("mechid", 0)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError("mechid must be an integer")
+    return value
 
 
 def _weights(args: dict[str, Any]) -> dict[int, float]:

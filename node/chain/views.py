@@ -33,6 +33,10 @@ VIEWS: dict[str, Callable[[DevnetLedger, int], Any]] = {
     "block": lambda ledger, block: {"block": block},
     "metagraph": _metagraph,
     "weights": lambda ledger, block: {str(u): row for u, row in ledger.weights().items()},
+    "mechanisms": lambda ledger, block: [
+        {str(u): row for u, row in ledger.weights(m).items()}
+        for m in range(len(ledger.params.mechanism_split))
+    ],
     "hyperparams": lambda ledger, block: dataclasses.asdict(ledger.params),
     "epochs": _epochs,
     "totals": lambda ledger, block: ledger.totals(),

@@ -28,6 +28,8 @@ class WeightPolicy:
     interval_blocks: int = 100
     burn_uid: int | None = None
     burn_fraction: float = 0.0
+    mechid: int = 0
+    """The subnet mechanism the weights are set on (the validator's run)."""
 
 
 class WeightSetter:
@@ -53,7 +55,7 @@ class WeightSetter:
             return None
         try:
             if isinstance(client, DevnetChain):
-                await client.reveal_due(self._link.netuid)
+                await client.reveal_due(self._link.netuid, self.policy.mechid)
             block = await client.block()
             if (
                 self.last_block is not None
@@ -82,13 +84,14 @@ class WeightSetter:
         )
         if not weights:
             return "nothing_to_set"
-        await client.set_weights(self._link.netuid, weights)
+        await client.set_weights(self._link.netuid, weights, mechid=self.policy.mechid)
         self.last_block, self.last_weights = block, weights
         return "ok"
 
     def status(self) -> dict[str, Any]:
         return {
             "interval_blocks": self.policy.interval_blocks,
+            "mechanism": self.policy.mechid,
             "last_block": self.last_block,
             "weights": {str(u): round(w, 6) for u, w in self.last_weights.items()},
             "outcomes": dict(self.counters),

@@ -66,16 +66,17 @@ class ValidatorConfig:
     """The quality score book's parameters, named as the Templar document names them."""
     capacity_tolerance: float = 0.8
     """Share of its stage's median delivered/declared throughput a miner may fall to unpaid."""
-    emission_share: float = 1.0
-    """This run's share of the emission (competitions: the shares of all runs add up to 1)."""
+    mechanism: int = 0
+    """The subnet mechanism this run's weights are set on: one per competition (training run);
+    the chain splits the emission between mechanisms (`Hyperparams.mechanism_split`)."""
 
     def __post_init__(self) -> None:
         if self.screen_batch_size < 1 or not 0 < self.capacity_tolerance <= 1:
             raise ValueError(
                 "validator.screen_batch_size must be >= 1, capacity_tolerance in (0, 1]"
             )
-        if not 0 <= self.emission_share <= 1:
-            raise ValueError("validator.emission_share must be in [0, 1]")
+        if not 0 <= self.mechanism < 256:
+            raise ValueError("validator.mechanism must be in 0..255")
         if self.weights_interval < 1 or not 0 <= self.burn_fraction <= 1:
             raise ValueError("validator.weights_interval must be >= 1, burn_fraction in [0, 1]")
         if self.burn_fraction > 0 and self.burn_uid < 0:
@@ -108,7 +109,6 @@ class ValidatorComponent(RoleComponent[ValidatorConfig]):
             penalty_windows=config.penalty_windows,
             rule=config.sampling,
             miners_per_window=config.miners_per_window,
-            run_share=config.emission_share,
             capacity_tolerance=config.capacity_tolerance,
         )
         cache = Path(config.data_cache) if config.data_cache else ctx.home / "data"
@@ -143,6 +143,7 @@ class ValidatorComponent(RoleComponent[ValidatorConfig]):
                 interval_blocks=config.weights_interval,
                 burn_uid=config.burn_uid if config.burn_uid >= 0 else None,
                 burn_fraction=config.burn_fraction,
+                mechid=config.mechanism,
             )
             self.weights = WeightSetter(ctx.chain, self.payout, self._hotkey_of, policy)
             ctx.metrics.watch_counters(

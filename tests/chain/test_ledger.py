@@ -134,3 +134,33 @@ def test_a_restart_keeps_the_chain(tmp_path: Path) -> None:
         assert after[0].neurons[2].endpoint.startswith("/ip4/")
         assert ledger.maybe_epoch(25) is None  # the epoch clock survived too
         assert np.isclose(sum(n.incentive for n in after[0].neurons), 1.0)
+
+
+def test_mechanisms_split_the_emission_each_on_its_own_weights(store: Store) -> None:
+    params = dataclasses.replace(PARAMS, mechanism_split=(0.3, 0.7))
+    ledger = subnet(store, params)
+    # Both validators set mechanism 0 (run A) to miners 2 and 3, mechanism 1 (run B) to miner 4.
+    for v in ("v0", "v1"):
+        ledger.set_weights(v, {2: 1.0, 3: 1.0}, block=11)
+        ledger.set_weights(v, {4: 1.0, 2: 0.0001}, block=11, mechid=1)  # its own rate limit
+    with refused(ChainFault.RATE_LIMITED):
+        ledger.set_weights("v0", {4: 1.0, 2: 1.0}, block=12, mechid=1)
+    with refused(ChainFault.MALFORMED):
+        ledger.set_weights("v0", {4: 1.0, 2: 1.0}, block=20, mechid=2)
+    assert set(ledger.weights(1)[0]) == {2, 4} and set(ledger.weights(0)[0]) == {2, 3}
+    before = ledger.totals()
+    record = ledger.maybe_epoch(20)
+    assert record is not None and len(record["mechanisms"]) == 1
+    totals = ledger.totals()
+    got = {
+        m: totals[m]["server"] - before.get(m, {}).get("server", 0.0) for m in ("m2", "m3", "m4")
+    }
+    run_a, run_b = got["m2"] + got["m3"], got["m4"]
+    assert run_a / (run_a + run_b) == pytest.approx(0.3, abs=0.01)  # m2's 1e-4 on run B: ~0
+    # Each mechanism's epoch can be run again from its record.
+    again = epoch(unpack_inputs(record["mechanisms"][0]["inputs"]))
+    assert np.allclose(again.server_emission, record["mechanisms"][0]["result"]["server_emission"])
+    graph = {n.hotkey: n for n in ledger.metagraph(20).neurons}
+    assert graph["m4"].emission == pytest.approx(run_b, rel=1e-6)
+    with pytest.raises(ValueError):
+        Hyperparams(mechanism_split=(0.5, 0.6))

@@ -42,6 +42,7 @@ def make_node(
     authenticated: bool = True,
     binding_for: str | None = None,
     run: str = RUN,
+    any_run: bool = False,
 ) -> Node:
     key = NodeKey.generate()
     binding = None
@@ -50,7 +51,9 @@ def make_node(
         binding = bound.to_json()
     transport = network.transport(key.peer_id, authenticated=authenticated)
     hello = Hello(roles=list(roles), capacity=1.0, binding=binding, bulk_addr="127.0.0.1:9")
-    endpoint = Endpoint(key, run, transport, admission=admission, hello=lambda: hello)
+    endpoint = Endpoint(
+        key, run, transport, admission=admission, hello=lambda: hello, any_run=any_run
+    )
     return Node(key, endpoint, transport, hotkey.ss58_address if hotkey is not None else "")
 
 
