@@ -50,6 +50,12 @@ def _node_parser(sub: Any) -> None:
     )
     p.add_argument("--netuid", type=int, help="the subnet on that chain (chain.netuid)")
     p.add_argument(
+        "--run",
+        metavar="RUN_ID",
+        help="the training run (competition) this node works in (node.run_id); a subnet may "
+        "run several, each with its own orchestrator and mechanism",
+    )
+    p.add_argument(
         "--fault",
         metavar="KIND",
         help="test/devnet only: run the miner as a cheater of this kind (miner.fault): "
@@ -89,6 +95,7 @@ def node_overrides(args: argparse.Namespace) -> dict[str, Any]:
     flags = {
         "node.home": str(args.home) if args.home else None,
         "node.roles": args.roles,
+        "node.run_id": args.run,
         "node.log_level": args.log_level,
         "p2p.listen": args.listen,
         "p2p.bootstrap": args.bootstrap,

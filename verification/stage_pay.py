@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Mapping
@@ -35,6 +36,14 @@ from training.stages import StageModule, split_layers
 
 def compute_shares(spec: RunSpec) -> dict[int, float]:
     """Stage -> its share of the forward FLOPs per token (summing to 1)."""
+    return dict(_shares(spec.model, spec.vocab_size, spec.n_stages, spec.seq_len))
+
+
+@functools.lru_cache(maxsize=32)
+def _shares(
+    model: str, vocab_size: int, n_stages: int, seq_len: int
+) -> tuple[tuple[int, float], ...]:
+    spec = RunSpec(model=model, vocab_size=vocab_size, n_stages=n_stages, seq_len=seq_len)
     config = spec.model_config()
     flops: dict[int, float] = {}
     for stage_spec in split_layers(config.n_layers, spec.n_stages):
@@ -46,7 +55,7 @@ def compute_shares(spec: RunSpec) -> dict[int, float]:
         attention = 2 * spec.seq_len * config.dim * len(stage_spec.layers)
         flops[stage_spec.index] = 2.0 * matmul + 2.0 * attention
     total = math.fsum(flops.values())
-    return {s: f / total for s, f in flops.items()}
+    return tuple((s, f / total) for s, f in sorted(flops.items()))
 
 
 def stage_weights(compute: Mapping[int, float], miners: Mapping[int, int]) -> dict[int, float]:

@@ -19,7 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from node.devnet.net import Devnet, DevnetPlan
+from node.devnet.competitions import CompetitionFollower
+from node.devnet.net import Competition, Devnet, DevnetPlan
 from node.devnet.procs import all_admitted, fetch_statuses, print_table
 from node.devnet.train import RunFollower
 
@@ -100,6 +101,15 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--tempo", type=int, default=20, help="chain blocks (1 s) per epoch (20)")
     p.add_argument(
+        "--runs",
+        type=parse_runs,
+        default=[],
+        metavar="MODEL:SHARE,…",
+        help="several training runs at once (competitions), e.g. tiny:0.3,small:0.7: each its "
+        "own orchestrator, miners and validator nodes (validators share their hotkeys) and its "
+        "own subnet mechanism with that share of the emission (needs --windows and the chain)",
+    )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -107,6 +117,28 @@ def add_parser(sub: Any) -> None:
         help="config override passed to every node, e.g. --set orchestrator.leases.min_s=1",
     )
     p.set_defaults(func=run_cli)
+
+
+def parse_runs(text: str) -> list[Competition]:
+    """`tiny:0.3,small:0.7` as competitions; run ids are the model names (numbered when one
+    model runs twice)."""
+    pairs = []
+    for item in (t for t in text.split(",") if t):
+        model, sep, share = item.partition(":")
+        try:
+            value = float(share)
+        except ValueError:
+            value = -1.0
+        if not sep or not model or not value > 0:
+            raise argparse.ArgumentTypeError(f"{item!r} is not MODEL:SHARE with a share > 0")
+        pairs.append((model, value))
+    if abs(sum(v for _, v in pairs) - 1.0) > 1e-6:
+        raise argparse.ArgumentTypeError("the runs' shares must add up to 1")
+    models = [m for m, _ in pairs]
+    return [
+        Competition(m if models.count(m) == 1 else f"{m}{i}", m, v)
+        for i, (m, v) in enumerate(pairs)
+    ]
 
 
 def plan_from_args(args: argparse.Namespace) -> DevnetPlan:
@@ -138,6 +170,7 @@ def plan_from_args(args: argparse.Namespace) -> DevnetPlan:
         faults=list(args.faults),
         chain=args.chain,
         tempo=args.tempo,
+        runs=list(args.runs),
     )
 
 
@@ -190,6 +223,13 @@ async def run_devnet(root: Path, args: argparse.Namespace) -> int:
             return 1
         if not args.windows:
             return await wait_connected(net, args, stop)
+        if args.runs:
+            names = ", ".join(f"{r.run_id} ({r.share:g})" for r in args.runs)
+            print(f"devnet: training {args.windows} windows of each run: {names}; Ctrl-C stops")
+            competitions = CompetitionFollower(
+                net, summary=args.summary, timeout_s=args.timeout, audit_wait_s=args.audit_wait
+            )
+            return await competitions.follow(stop)
         print(f"devnet: training {args.windows} windows of {args.model}; Ctrl-C stops")
         follower = RunFollower(
             net, summary=args.summary, timeout_s=args.timeout, audit_wait_s=args.audit_wait
@@ -218,6 +258,15 @@ def run_cli(args: argparse.Namespace) -> int:
         return 2
     from training.presets import PRESETS
 
+    if args.runs and (not args.windows or not args.chain or args.faults):
+        print(
+            "devnet: --runs needs --windows and the chain, and takes no --faults", file=sys.stderr
+        )
+        return 2
+    for model in (r.model for r in args.runs):
+        if model not in PRESETS:
+            print(f"devnet: unknown --runs model {model!r} ({', '.join(PRESETS)})", file=sys.stderr)
+            return 2
     if args.model not in PRESETS:
         print(f"devnet: unknown --model {args.model!r} ({', '.join(PRESETS)})", file=sys.stderr)
         return 2

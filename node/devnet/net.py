@@ -49,6 +49,16 @@ def toml_value(value: Any) -> str:
     return json.dumps(value)
 
 
+@dataclass(frozen=True, slots=True)
+class Competition:
+    """One of several training runs on the subnet: its run id, model preset and mechanism's
+    share of the emission."""
+
+    run_id: str
+    model: str
+    share: float
+
+
 @dataclass(kw_only=True, slots=True)
 class DevnetPlan:
     stages: int = 3
@@ -73,16 +83,23 @@ class DevnetPlan:
     tempo: int = 20
     """The chain's blocks per Yuma epoch (and the validators' weights interval)."""
     block_time_s: float = 1.0
+    runs: list[Competition] = field(default_factory=list)
+    """Several runs at once (SN9-style competitions), each its own orchestrator, miners and
+    validators on its own subnet mechanism; the validators of all runs share their hotkeys."""
 
     def __post_init__(self) -> None:
         if len(self.faults) > self.miner_count:
             raise ValueError(f"{len(self.faults)} faults for {self.miner_count} miners")
+        if self.runs and (not self.chain or abs(sum(r.share for r in self.runs) - 1) > 1e-6):
+            raise ValueError("several runs need the chain, and shares adding up to 1")
 
     @property
     def miner_count(self) -> int:
         return 2 * self.stages if self.miners is None else self.miners
 
     def specs(self) -> list[NodeSpec]:
+        if self.runs:
+            return self._competition_specs()
         out = [NodeSpec(name="orchestrator", role="orchestrator")]
         out += [NodeSpec(name=f"validator{i}", role="validator") for i in range(self.validators)]
         faults = self.faults + [""] * (self.miner_count - len(self.faults))
@@ -91,25 +108,64 @@ class DevnetPlan:
             out.append(NodeSpec(name="chain", role="chain"))
         return out
 
+    def _competition_specs(self) -> list[NodeSpec]:
+        """Per run (orchestrator first), then the chain node: names prefixed by the run id."""
+        out = []
+        for r in self.runs:
+            out.append(NodeSpec(name=f"{r.run_id}-orchestrator", role="orchestrator", run=r.run_id))
+            out += [
+                NodeSpec(
+                    f"{r.run_id}-validator{i}", "validator", run=r.run_id, wallet=f"validator{i}"
+                )
+                for i in range(self.validators)
+            ]
+            out += [
+                NodeSpec(f"{r.run_id}-miner{i}", "miner", run=r.run_id)
+                for i in range(self.miner_count)
+            ]
+        return [*out, NodeSpec(name="chain", role="chain")]
+
+    def run_sets(self, spec: NodeSpec, root: Path) -> list[str]:
+        """A node's own run settings with several runs: its model (with a corpus cache per
+        model: the tokenizer's vocabulary is the model's), and a validator's mechanism."""
+        from training.presets import PRESETS  # torch: only when a devnet actually starts
+
+        index = next((i for i, r in enumerate(self.runs) if r.run_id == spec.run), None)
+        if index is None:
+            return []
+        model = self.runs[index].model
+        cache = toml_value(str((self.data_cache or root / "data") / model))
+        return [
+            f"orchestrator.run.model={toml_value(model)}",
+            f"orchestrator.run.vocab_size={PRESETS[model].vocab_size}",
+            f"validator.mechanism={index}",
+            *(f"{role}.data_cache={cache}" for role in ("orchestrator", "miner", "validator")),
+        ]
+
     def chain_sets(self, spec: NodeSpec, root: Path, hotkeys: dict[str, str]) -> list[str]:
         """One node's chain settings: the chain node's genesis (the validators staked) and
         subnet, everyone else's link to it (registering and serving its own hotkey)."""
         if not self.chain:
             return []
         if spec.role == "chain":
-            stakes = {hotkeys[n]: 1000.0 for n in hotkeys if n.startswith("validator")}
-            params = {"tempo": self.tempo, "weights_rate_limit": self.tempo // 2}
+            validators = {s.name for s in self.specs() if s.role == "validator"}
+            stakes = {hotkeys[n]: 1000.0 for n in hotkeys if n in validators}
+            params: dict[str, Any] = {"tempo": self.tempo, "weights_rate_limit": self.tempo // 2}
+            if self.runs:
+                params["mechanism_split"] = [r.share for r in self.runs]
             return [
                 f"devnet_chain.block_time_s={self.block_time_s}",
                 f"devnet_chain.stakes={toml_inline(stakes)}",
                 f"devnet_chain.params={toml_inline(params)}",
             ]
+        # One endpoint per hotkey: a validator sharing its hotkey serves it from the first run.
+        serve = not (spec.wallet and self.runs and spec.run != self.runs[0].run_id)
         return [
             'chain.network="devnet"',
             "chain.register=true",
-            "chain.serve=true",
+            f"chain.serve={toml_value(serve)}",
             f"chain.refresh_s={max(self.block_time_s * 2, 1.0)}",
-            f"chain.wallet_name={toml_value(spec.name)}",
+            f"chain.wallet_name={toml_value(spec.wallet or spec.name)}",
             f"chain.wallet_path={toml_value(str(root / 'wallets'))}",
             f"validator.weights_interval={self.tempo}",
         ]
@@ -183,6 +239,7 @@ class Devnet:
             mode, admitted = "metagraph", [hotkeys[chain.name]]
         sets = [f'admission.mode="{mode}"', f"admission.hotkeys={json.dumps(admitted)}"]
         sets += self.plan.node_sets(self.root)
+        sets += self.plan.run_sets(node.spec, self.root)
         sets += self.plan.chain_sets(node.spec, self.root, hotkeys)
         return [a for s in sets for a in ("--set", s)]
 

@@ -26,6 +26,10 @@ class NodeSpec:
     role: str
     fault: str = ""
     """A miner's `--fault KIND` ("" = honest)."""
+    run: str = ""
+    """The run (competition) it works in ("" = the devnet's one run: the node default)."""
+    wallet: str = ""
+    """Its wallet's name ("" = its own name); a validator of several runs shares one hotkey."""
 
 
 class DevnetNode:
@@ -71,7 +75,7 @@ class DevnetNode:
         self.home.mkdir(parents=True, exist_ok=True)
         key = NodeKey.load_or_create(self.home / KEY_FILE)
         wallet = Namespace(
-            wallet_name=self.spec.name,
+            wallet_name=self.spec.wallet or self.spec.name,
             wallet_hotkey="default",
             wallet_path=self.home.parent / "wallets",
             test_wallet=True,
@@ -96,6 +100,8 @@ class DevnetNode:
         cmd += ["--role", self.spec.role, "--http", http]
         if self.spec.fault:
             cmd += ["--fault", self.spec.fault]
+        if self.spec.run:
+            cmd += ["--run", self.spec.run]
         if self.spec.fault == "slow":  # an honest slow miner declares the capacity it has
             cmd += ["--set", "miner.capacity=0.5"]
         for addr in listen or ["/ip4/127.0.0.1/tcp/0"]:

@@ -1,6 +1,7 @@
 """`tessera devnet`: the connect-only network (real processes) and its run plan, progress line
 and summary (pure functions)."""
 
+import argparse
 import io
 import json
 from pathlib import Path
@@ -249,3 +250,35 @@ def test_audit_summary_names_miners() -> None:
     }
     empty = {"audited_windows": 0, "verdicts": {}, "miners": {}, "quality": {}}
     assert audit_summary(None, {}) == empty
+
+
+def test_runs_flag_plans_one_mechanism_per_run(tmp_path: Path) -> None:
+    from node.devnet.command import parse_runs
+
+    runs = parse_runs("tiny:0.3,small:0.7")
+    assert [(r.run_id, r.model, r.share) for r in runs] == [
+        ("tiny", "tiny", 0.3), ("small", "small", 0.7),
+    ]  # fmt: skip
+    assert [r.run_id for r in parse_runs("tiny:0.5,tiny:0.5")] == ["tiny0", "tiny1"]
+    for bad in ("tiny:0.3,small:0.3", "tiny", "tiny:x", "tiny:0,small:1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_runs(bad)
+    plan = DevnetPlan(stages=1, miners=1, windows=2, chain=True, runs=runs)
+    specs = {s.name: s for s in plan.specs()}
+    assert sorted(specs) == [
+        "chain", "small-miner0", "small-orchestrator", "small-validator0",
+        "tiny-miner0", "tiny-orchestrator", "tiny-validator0",
+    ]  # fmt: skip
+    assert specs["small-validator0"].wallet == specs["tiny-validator0"].wallet == "validator0"
+    sets = plan.run_sets(specs["small-validator0"], tmp_path)
+    assert "validator.mechanism=1" in sets and 'orchestrator.run.model="small"' in sets
+    assert f"miner.data_cache={json.dumps(str(tmp_path / 'data' / 'small'))}" in sets
+    hotkeys = {name: f"hk-{specs[name].wallet or name}" for name in specs}
+    chain = plan.chain_sets(specs["chain"], tmp_path, hotkeys)
+    assert any('"mechanism_split" = [0.3, 0.7]' in s for s in chain), chain
+    assert any('{"hk-validator0" = 1000.0}' in s for s in chain), chain
+    serve = {n: plan.chain_sets(specs[n], tmp_path, hotkeys) for n in specs if n != "chain"}
+    assert "chain.serve=false" in serve["small-validator0"]  # one endpoint per hotkey
+    assert "chain.serve=true" in serve["tiny-validator0"]
+    with pytest.raises(ValueError):
+        DevnetPlan(windows=2, chain=False, runs=runs)
