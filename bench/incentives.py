@@ -6,11 +6,13 @@ of fault kinds so that every stage keeps honest miners:
   - "cheats": `--miners 12`, miners 0-5 run lazy, random, stale, copycat, lazy:0.25 (lazy in
     one window of four) and slow (honest at half speed), the other six honest;
   - "stalls": `--miners 8`, miners 0-1 run free-rider and late, the other six honest.
-At the end each miner's share of the validator's weights (its incentive under the pay rules,
-normalised: what the validator sets on a chain, with no burn) is divided by the median honest
-miner's share of the same devnet. Prints one JSON object:
+At the end each miner's share of the validator's weights (what it sets on a chain, with no burn:
+the whole pay rule of docs/pay.md, validated work times quality and capacity factors within
+stage weights; its IOTA incentives normalised when the quality screen is off) is divided by the
+median honest miner's share of the same devnet. Prints one JSON object:
 `{"miners": {NAME: {"fault", "share_vs_median_honest", "share", "work_share", "pass", "fail",
-"inconclusive", "first_fail_window"}}, "goals", "met", "groups"}`, where `work_share` is the
+"inconclusive", "first_fail_window", "quality_multiplier", "capacity_factor"}}, "goals", "met",
+"groups"}`, where `work_share` is the
 miner's share of the validated work (backward units in the validator's horizon of the miners
 no fail bars). Goals: every cheater
 below 0.10 of the median honest share; the slow miner's share within 10 % of its work share; no
@@ -67,7 +69,11 @@ def miners_of(doc: dict[str, Any], kinds: list[str]) -> dict[str, dict[str, Any]
         n: int(m.get("work", 0)) if m.get("barred_through") is None else 0
         for n, m in audits.items()
     }
-    pay = {n: float(m.get("incentive", 0.0)) for n, m in audits.items()}
+    quality = first.get("quality") or {}
+    if quality.get("weights"):  # the weights the validator sets under the whole pay rule
+        pay = {n: float(w) for n, w in quality["weights"].items()}
+    else:  # the quality screen off: its IOTA incentives
+        pay = {n: float(m.get("incentive", 0.0)) for n, m in audits.items()}
     total_pay, total_work = sum(pay.values()), sum(work.values())
     out: dict[str, dict[str, Any]] = {}
     for name in sorted(doc.get("work_per_miner") or {}):
@@ -79,6 +85,8 @@ def miners_of(doc: dict[str, Any], kinds: list[str]) -> dict[str, dict[str, Any]
             "work_share": work.get(name, 0) / total_work if total_work else 0.0,
             **{k: int(m.get(k, 0)) for k in ("pass", "fail", "inconclusive")},
             "first_fail_window": m.get("first_fail"),
+            "quality_multiplier": (quality.get("quality_multipliers") or {}).get(name),
+            "capacity_factor": (quality.get("capacity_factors") or {}).get(name),
         }
     honest = [m["share"] for m in out.values() if m["fault"] == "honest"]
     median = statistics.median(honest) if honest else 0.0

@@ -13,12 +13,14 @@ reports enter the merge, as they would.
 After each window the validator's code runs as on a node: `verification.quality.screen_window`
 on a held-out batch drawn from a fresh secret, the Templar book (`verification.templar`) folds
 the screens in, and the pay rule (`node.auditing.pay_rule.compose`, with equal validated work)
-turns them into weights. Prints one JSON object with
+turns them into weights under each `validator.quality_pay` ("off", "gate", "templar"). Prints
+one JSON object with
 `honest_improved_share` (honest screens that lowered the held-out loss),
 `cheaters_below_all_honest` (in every window from the first screened one on, every cheater ranks
 below every honest miner in the book's ranking), `cost_ratio` (screen CPU seconds per miner per
 window ÷ a miner's training CPU seconds per window; goal at most 0.1), `windows` (per window:
-each miner's improvement and the ranking) and `weights` (the last window's pay shares).
+each miner's improvement and the ranking) and `weights` (the last window's pay shares by
+`quality_pay`).
 
     python bench/quality.py --json
 """
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     improved = screened = 0
     separated = True
-    weights: dict[str, float] = {}
+    weights: dict[str, dict[str, float]] = {}
     steps = spec.batches_per_window // (2 * spec.accumulate)
     for window in range(args.windows):
         started = time.thread_time()
@@ -153,7 +155,12 @@ def main(argv: list[str] | None = None) -> int:
             "tokens_per_batch": spec.tokens_per_batch,
         }
         validated = {m: 1.0 for m in stage_of}
-        weights = compose(validated, {window: record}, book, run_share=1.0, tolerance=0.8).weights
+        weights = {
+            mode: compose(
+                validated, {window: record}, book, run_share=1.0, tolerance=0.8, quality_pay=mode
+            ).weights
+            for mode in ("off", "gate", "templar")
+        }
         rows.append({
             "window": window,
             "improvement": {m: round(s.improvement, 6) for m, s in sorted(screens.items())},
@@ -171,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         "cost_ratio": cost,
         "screen_cpu_s_per_miner_window": screen_cpu / (args.windows * miners),
         "train_cpu_s_per_miner_window": train_cpu / (args.windows * miners),
-        "weights": {m: round(w, 6) for m, w in sorted(weights.items())},
+        "weights": {
+            mode: {m: round(w, 6) for m, w in sorted(ws.items())} for mode, ws in weights.items()
+        },
         "windows": rows,
         "goals": "honest_improved_share > 0.5, cheaters_below_all_honest, cost_ratio <= 0.1",
     }

@@ -7,11 +7,13 @@ and optimizer from it alone. `to_record`/`from_record` are the wire form (plain 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.data.dataset import DataConfig
+import torch
+
+from training.data.dataset import DataConfig, Dataset
 from training.engine import EngineConfig
 from training.model import ModelConfig
 from training.presets import PRESETS, preset
@@ -43,6 +45,8 @@ class RunSpec:
     math_documents: int = 4000
     data_digest: str = ""
     """The dataset's digest (tokenizer and token streams); a miner whose data differs refuses."""
+    mixture: dict[str, float] = field(default_factory=dict)
+    """The run's data mix: weight per domain (code, prose, math); empty = equal weights."""
 
     def __post_init__(self) -> None:
         if self.model not in PRESETS:
@@ -56,10 +60,26 @@ class RunSpec:
             )
         if self.seq_len > PRESETS[self.model].max_seq_len:
             raise ValueError(f"seq_len {self.seq_len} > {self.model}'s max_seq_len")
+        weights = list(self.mixture.values())
+        if weights and (
+            any(not isinstance(w, int | float) or w < 0 for w in weights) or sum(weights) <= 0
+        ):
+            raise ValueError(f"mixture weights must be >= 0 with a positive sum: {self.mixture}")
 
     @property
     def tokens_per_batch(self) -> int:
         return self.batch_size * self.seq_len
+
+    def batch(self, dataset: Dataset, window: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training batch `index` of `window` under this run's schedule and data mix."""
+        return dataset.batch(
+            self.data_seed,
+            window,
+            index,
+            batch_size=self.batch_size,
+            seq_len=self.seq_len,
+            mixture=self.mixture or None,
+        )
 
     def model_config(self) -> ModelConfig:
         return preset(self.model, vocab_size=self.vocab_size)

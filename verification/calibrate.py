@@ -52,9 +52,7 @@ def record_window(
     grads: dict[int, bytes] = {}
 
     def forward(b: int) -> None:
-        ids, targets = dataset.batch(
-            spec.data_seed, window, b, batch_size=spec.batch_size, seq_len=spec.seq_len
-        )
+        ids, targets = spec.batch(dataset, window, b)
         x: torch.Tensor = ids
         for s, engine in enumerate(engines):
             version = engine.weights_digest()

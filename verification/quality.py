@@ -83,10 +83,16 @@ class Screen:
 
 
 def heldout_batch(
-    dataset: Dataset, secret: bytes, window: int, *, batch_size: int, seq_len: int
+    dataset: Dataset,
+    secret: bytes,
+    window: int,
+    *,
+    batch_size: int,
+    seq_len: int,
+    mixture: Mapping[str, float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The screening batch of `window`: held-out sequences drawn from the validator's secret
-    (its batch plan is the training schedule's, over the held-out split)."""
+    (its batch plan is the training schedule's, over the held-out split, in the run's mix)."""
     digest = blake3.blake3(SCREEN_DOMAIN + secret + window.to_bytes(8, "big")).digest()
     seed = int.from_bytes(digest[:8], "big")
     return schedule.batch(dataset.heldout, seed, window, 0, batch_size=batch_size, seq_len=seq_len)

@@ -238,14 +238,7 @@ class _Run:
         return (grad if grad is not None else torch.empty(0, dtype=torch.uint8)), input_digest
 
     def _batch(self, unit: Unit) -> tuple[torch.Tensor, torch.Tensor]:
-        spec = self.spec
-        return self.dataset.batch(
-            spec.data_seed,
-            unit.window,
-            unit.batch,
-            batch_size=spec.batch_size,
-            seq_len=spec.seq_len,
-        )
+        return self.spec.batch(self.dataset, unit.window, unit.batch)
 
     def _tensor(self, inputs: torch.Tensor | Buffer) -> torch.Tensor | None:
         if isinstance(inputs, torch.Tensor):

@@ -16,6 +16,9 @@
     scaled so that they average 1 over the stage's miners; a stage where nobody scores above 0
     (yet) has no quality signal and is paid on validated work alone (1 for every member):
     replay audits, drawn with certainty for a miner whose delta did not help, prove the rest;
+  - `quality_gates` (the default, `validator.quality_pay = "gate"`): 1 (times the sync score)
+    for a miner whose contributions helped more often than not, 0 for one whose binary moving
+    average is below 0; stage-mates doing the same honest work are then paid by work alone;
   - `miner_weights`: run_share x w_s x v_m / sum of v over the stage, v_m = validated work x
     quality x capacity factor. Weight of a stage whose v are all 0 is not given to anyone here;
     the chain's normalisation spreads it over the rest.
@@ -111,6 +114,21 @@ def quality_multipliers(
         total = math.fsum(powered.values())
         for m in members:
             out[m] = len(members) * powered[m] / total if total > 0 else 1.0
+    return out
+
+
+def quality_gates(
+    binary: Mapping[str, float], sync: Mapping[str, float], stage_of: Mapping[str, int]
+) -> dict[str, float]:
+    """Miner -> its quality gate: 0 when its contributions hurt or did nothing more often than
+    they helped (binary moving average below 0), else its sync score; a miner not screened yet
+    passes (1). A stage where nobody passes has no quality signal: 1 for every member."""
+    out: dict[str, float] = {}
+    for stage in set(stage_of.values()):
+        members = [m for m, s in stage_of.items() if s == stage]
+        gates = {m: 0.0 if binary.get(m, 0.0) < 0 else sync.get(m, 1.0) for m in members}
+        passed = any(g > 0 for g in gates.values())
+        out.update({m: g if passed else 1.0 for m, g in gates.items()})
     return out
 
 

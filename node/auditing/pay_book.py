@@ -27,8 +27,8 @@ RULES = (
     "when its audits are often inconclusive, and every window ({after_fail:.0%}) after a fail, "
     "and at least {after_screen:.0%} in a window whose contribution did not lower the held-out "
     "loss. With the quality screen on, your pay is your stage's weight times your share of its "
-    "validated work, times your quality multiplier (your Templar score, power-normalised in "
-    "your stage) and your capacity factor (what you delivered against what you declared); "
+    "validated work, times your capacity factor (what you delivered against what you "
+    "declared) and, where the validator's quality_pay asks for it, your quality multiplier; "
     "docs/pay.md states the rule."
 )
 
@@ -43,9 +43,11 @@ class PayBook:
         rule: SamplingRule,
         miners_per_window: int,
         capacity_tolerance: float = 0.8,
+        quality_pay: str = "off",
     ) -> None:
         self.records = records
         self.capacity_tolerance = capacity_tolerance
+        self.quality_pay = quality_pay
         self.screener: Screener | None = None
         """The quality screen, when on: its book and screens enter `chances` and `payout`."""
         self.decay = decay
@@ -74,6 +76,7 @@ class PayBook:
             self.screener.fold(),
             run_share=1.0,
             tolerance=self.capacity_tolerance,
+            quality_pay=self.quality_pay,
         )
 
     def chances(self, window: int, miners: list[str]) -> dict[str, float]:

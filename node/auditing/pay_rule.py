@@ -3,8 +3,10 @@
 Inputs from the validator's records: each miner's validated work under the pay rules
 (`PayBook.incentives`: decayed backward units, audit forfeits, escrow), the screens of the
 windows within the decay horizon (stage of each miner, staffing of the stages, declared
-capacities, window seconds, the run's spec) and the Templar score book. Without any screen
-(the screen off) the weights are the validated work alone, times the run's share.
+capacities, window seconds, the run's spec) and, where `quality_pay` asks for it, the Templar
+score book, read as a gate (`"gate"`) or as Templar's power-normalised scores (`"templar"`;
+`"off"`, the default, leaves quality out of the pay). Without any screen (the screen off) the
+weights are the validated work alone, times the run's share.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from verification.stage_pay import (
     capacity_factors,
     compute_shares,
     miner_weights,
+    quality_gates,
     quality_multipliers,
     stage_weights,
 )
@@ -40,6 +43,7 @@ def compose(
     *,
     run_share: float,
     tolerance: float,
+    quality_pay: str = "off",
 ) -> PayOut:
     """`screens`: window -> screen record of the windows that count (the decay horizon)."""
     if not screens:
@@ -78,9 +82,13 @@ def compose(
         else {}
     )
     quality = None
-    if book is not None:
+    if book is not None and quality_pay == "templar":
         final = {m: s.final_ma for m, s in book.miners.items()}
         quality = quality_multipliers(final, paid, power=book.params.power_normalisation)
+    elif book is not None and quality_pay == "gate":
+        binary = {m: s.binary_ma for m, s in book.miners.items()}
+        sync = {m: s.sync for m, s in book.miners.items()}
+        quality = quality_gates(binary, sync, paid)
     weights = miner_weights(
         run_share=run_share,
         stages=stages,

@@ -96,7 +96,12 @@ class Screener:
             ended = await fetcher.blob(orch, end) if end else None
             contributions.append(Contribution(miner, stage, await blob(start), ended))
         batch = heldout_batch(
-            dataset, secret, info.window, batch_size=self.batch_size, seq_len=spec.seq_len
+            dataset,
+            secret,
+            info.window,
+            batch_size=self.batch_size,
+            seq_len=spec.seq_len,
+            mixture=spec.mixture or None,
         )
 
         def run() -> tuple[dict[str, Screen], float]:

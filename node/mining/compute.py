@@ -48,11 +48,8 @@ def _unit(
 
 
 def _targets(holding: StageHolding, key: BatchKey) -> tuple[torch.Tensor, torch.Tensor]:
-    spec = holding.spec
     window, batch, _ = key
-    return holding.dataset.batch(
-        spec.data_seed, window, batch, batch_size=spec.batch_size, seq_len=spec.seq_len
-    )
+    return holding.spec.batch(holding.dataset, window, batch)
 
 
 def forward(holding: StageHolding, key: BatchKey, payload: TensorPayload | None) -> StepResult:

@@ -56,9 +56,7 @@ def _record(direction: str, inputs: bytes, outputs: bytes, version: str) -> Unit
 
 def _ids(h: StageHolding, key: BatchKey) -> TensorPayload:
     spec = h.spec
-    x, _ = h.dataset.batch(
-        spec.data_seed, key[0], key[1], batch_size=spec.batch_size, seq_len=spec.seq_len
-    )
+    x, _ = spec.batch(h.dataset, key[0], key[1])
     return TensorPayload.from_torch(x)
 
 

@@ -105,6 +105,11 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
                 f"orchestrator.run.data_digest {self.spec.data_digest} does not match the "
                 f"dataset built under {cache} ({dataset.digest})"
             )
+        unknown = sorted(set(self.spec.mixture) - set(dataset.domains))
+        if unknown:
+            raise ValueError(
+                f"orchestrator.run.mixture names {unknown}; the dataset has {dataset.domains}"
+            )
         self._dataset = dataset
         self.spec = dataclasses.replace(self.spec, data_digest=dataset.digest)
         record = self.history.pin_spec(self.spec.to_record())

@@ -2,9 +2,11 @@
 
 The audits (`node.auditing`): commit to a secret before each window, and after the orchestrator
 closes it reveal, draw miners, replay their work from evidence fetched from the orchestrator and
-the miners' neighbours, and sign, keep and report the verdicts. `/status` shows the commitments
-and reveals, verdict counts, the latest verdicts and the IOTA score book; `/metrics` the counts
-and each miner's incentive.
+the miners' neighbours, and sign, keep and report the verdicts. Before each window's draw the
+quality screen (`node.auditing.screener`) scores every miner's contribution; the weights set on
+the chain follow the pay rule (`node.auditing.pay_rule`, docs/pay.md) on the run's mechanism.
+`/status` shows the commitments and reveals, verdict counts, the latest verdicts, the IOTA score
+book and the quality book; `/metrics` the counts, each miner's incentive and weight.
 """
 
 from __future__ import annotations
@@ -59,11 +61,17 @@ class ValidatorConfig:
     """The subnet owner's uid that `burn_fraction` of the weight goes to (-1: none)."""
     burn_fraction: float = 0.0
     screen: bool = True
-    """Screen every miner every window (`verification.quality`) and pay by quality."""
+    """Screen every miner every window (`verification.quality`): its book, audits drawn for
+    contributions that did not help, and (`quality_pay`) the quality factor of the pay."""
     screen_batch_size: int = 4
     """Held-out sequences of the screening batch."""
     templar: TemplarParams = field(default_factory=TemplarParams)
     """The quality score book's parameters, named as the Templar document names them."""
+    quality_pay: str = "off"
+    """How the quality book enters the pay: "off" (it does not: the screen draws audits and
+    is shown), "gate" (0 for a miner whose contributions hurt more often than they help, else
+    its sync score) or "templar" (final scores power-normalised in the stage, as Templar
+    pays). docs/pay.md and docs/decisions.md give what each did on bench/incentives.py."""
     capacity_tolerance: float = 0.8
     """Share of its stage's median delivered/declared throughput a miner may fall to unpaid."""
     mechanism: int = 0
@@ -75,6 +83,8 @@ class ValidatorConfig:
             raise ValueError(
                 "validator.screen_batch_size must be >= 1, capacity_tolerance in (0, 1]"
             )
+        if self.quality_pay not in ("off", "gate", "templar"):
+            raise ValueError("validator.quality_pay must be 'off', 'gate' or 'templar'")
         if not 0 <= self.mechanism < 256:
             raise ValueError("validator.mechanism must be in 0..255")
         if self.weights_interval < 1 or not 0 <= self.burn_fraction <= 1:
@@ -110,6 +120,7 @@ class ValidatorComponent(RoleComponent[ValidatorConfig]):
             rule=config.sampling,
             miners_per_window=config.miners_per_window,
             capacity_tolerance=config.capacity_tolerance,
+            quality_pay=config.quality_pay,
         )
         cache = Path(config.data_cache) if config.data_cache else ctx.home / "data"
         self.auditor = Auditor(
@@ -263,6 +274,8 @@ class ValidatorComponent(RoleComponent[ValidatorConfig]):
         last = latest[max(latest)] if latest else None
         return {
             "ranking": book.ranking(),
+            "quality_pay": self.pay.quality_pay,
+            "templar_weights": book.weights(),
             "miners": {m: {**s.to_record(), "ordinal": s.ordinal} for m, s in book.miners.items()},
             "weights": out.weights,
             "stage_weights": {str(k): v for k, v in out.stages.items()},

@@ -12,6 +12,7 @@ from verification.stage_pay import (
     capacity_factors,
     compute_shares,
     miner_weights,
+    quality_gates,
     quality_multipliers,
     stage_weights,
 )
@@ -85,3 +86,18 @@ def test_the_worked_example_of_docs_pay_md() -> None:
     assert capacity == pytest.approx(expect["capacity"], abs=1e-6)
     assert weights == pytest.approx(expect["weights"], abs=1e-6)
     assert math.fsum(weights.values()) == pytest.approx(ex["run_share"])
+    gates = quality_gates(ex["binary"], {}, ex["stage_of"])  # the default: all pass
+    assert gates == {"A": 1.0, "B": 1.0, "C": 1.0}
+    gated = miner_weights(
+        run_share=ex["run_share"], stages=stages, stage_of=ex["stage_of"],
+        validated=ex["validated"], quality=gates, capacity=capacity,
+    )  # fmt: skip
+    assert gated["A"] == pytest.approx(expect["gate_weight_A"], abs=1e-6)
+
+
+def test_the_quality_gate_stops_useless_contributions_only() -> None:
+    stage_of = {"a": 0, "b": 0, "lazy": 0, "c": 1, "d": 1}
+    binary = {"a": 0.3, "b": 0.0001, "lazy": -0.4, "c": -0.1, "d": -0.2}
+    gates = quality_gates(binary, {"b": 0.5}, stage_of)
+    assert gates == {"a": 1.0, "b": 0.5, "lazy": 0.0, "c": 1.0, "d": 1.0}  # stage 1: no signal
+    assert quality_gates({}, {}, {"new": 0}) == {"new": 1.0}  # not screened yet: passes
