@@ -180,6 +180,14 @@ class Endpoint:
             self._transport.set_bulk_address(peer_id, intro.bulk_addr)
         return session
 
+    def note_run(self, peer: str, run: str) -> None:
+        """Remember the run `peer` speaks in (`any_run`); bounded: peers without a session are
+        forgotten first once there are many (Hellos from strangers must not grow it)."""
+        self.peer_runs[peer] = run
+        if len(self.peer_runs) > 4 * max(len(self.sessions), 256):
+            for other in [p for p in self.peer_runs if p not in self.sessions and p != peer]:
+                del self.peer_runs[other]
+
     def refusal_frame(
         self, peer: str | None, exc: Refused, re: int, run: str | None = None
     ) -> Frame:
@@ -213,7 +221,7 @@ class _Served:
         sender = header.sender
         run = header.run if self._ep.any_run else None
         if run is not None:
-            self._ep.peer_runs[sender] = run
+            self._ep.note_run(sender, run)
         try:
             if nbytes(frame.body) != header.body_len or digest(frame.body) != header.digest:
                 raise Refused(Reason.BAD_DIGEST, "body does not match the signed digest")

@@ -40,3 +40,7 @@ async def test_a_subnet_wide_node_answers_every_run_in_its_own(hotkeys) -> None:
         await a.endpoint.request(b.key.peer_id, Heartbeat())
     assert refused.value.reason is Reason.WRONG_RUN
     assert b.endpoint.refusals.counts["wrong_run"] >= 1
+    for i in range(3000):  # strangers' Hellos: the runs remembered stay bounded
+        chain.endpoint.note_run(f"stranger-{i}", "run-x")
+    assert len(chain.endpoint.peer_runs) <= 4 * 256 + 1
+    assert chain.endpoint.peer_runs[a.key.peer_id] == "run-a"  # admitted peers are kept
