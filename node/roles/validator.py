@@ -283,7 +283,15 @@ class ValidatorComponent(RoleComponent[ValidatorConfig]):
             "capacity_factors": out.capacity,
             "last_screen": None
             if last is None
-            else {"screens": last["screens"], "cpu_s": last.get("cpu_s")},
+            else {"screens": _finite(last["screens"]), "cpu_s": last.get("cpu_s")},
             "events": dict(self.screener.counters),
             "cpu_s": self.screener.cpu_s,
         }
+
+
+def _finite(screens: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Screens for JSON: a loss that broke the model (inf) shown as null."""
+    return {
+        m: {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
+        for m, r in screens.items()
+    }
