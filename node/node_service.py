@@ -20,6 +20,8 @@ from node import __version__
 from node.blob_server import serve_blobs
 from node.chain.link import ChainLink, load_wallet
 from node.config import NodeConfig
+from node.dashboard.feed import DashboardFeed
+from node.dashboard.view import dashboard_view
 from node.greeter import Greeter
 from node.metrics import NodeMetrics
 from node.peer_book import PeerBook
@@ -90,6 +92,7 @@ class NodeService(Service):
         self._peer_book: PeerBook | None = None
         self._greeter: Greeter | None = None
         self.endpoint: Endpoint | None = None
+        self.dashboard: DashboardFeed | None = None
         self._http_url = ""
         self.metrics = NodeMetrics(roles=config.node.roles, peer_id=key.peer_id)
         self.ready = asyncio.Event()
@@ -117,9 +120,11 @@ class NodeService(Service):
             store = self._store = Store.open(self.home / "store", cfg.store)
             stack.push_async_callback(close_bounded, "lmdb", _async(store.close), timeout)
 
-            server = StatusServer(
-                cfg.http, build_app(status=self.status, peers=self.peers, metrics=self.metrics)
+            feed = self.dashboard = self._dashboard_feed()
+            app = build_app(
+                status=self.status, peers=self.peers, metrics=self.metrics, dashboard=feed
             )
+            server = StatusServer(cfg.http, app)
             await server.start()
             self._http_url = server.url
             stack.push_async_callback(close_bounded, "aiohttp", server.close, timeout)
@@ -159,7 +164,14 @@ class NodeService(Service):
             await transport.start()
             self._watch(host, transport, endpoint, greeter)
             workers = Workers(
-                [peers, greeter, *([link] if link else []), *self._roles, *self._extra],
+                [
+                    peers,
+                    greeter,
+                    *([link] if link else []),
+                    *([feed] if feed else []),
+                    *self._roles,
+                    *self._extra,
+                ],
                 {"p2p-maintain": host.maintain, "watchdog": self._notifier.watchdog},
             )
             stack.callback(self._remove_endpoints)
@@ -225,6 +237,20 @@ class NodeService(Service):
             dial=self._host.connect if self._host else None,
         )  # fmt: skip
         return self._link
+
+    def _dashboard_feed(self) -> DashboardFeed | None:
+        config = self._config.http.dashboard
+        if not config.enabled:
+            return None
+        feed = DashboardFeed(config, lambda: dashboard_view(self.status(), self.peers()))
+        self.metrics.watch_counters(
+            "tessera_dashboard_events",
+            "Dashboard feed: snapshots built and failed, snapshots dropped for slow clients, "
+            "streams refused",
+            "event",
+            lambda: feed.counters,
+        )
+        return feed
 
     def _make_role(self, name: str, ctx: RoleContext) -> RoleComponent[Any]:
         cfg = self._config

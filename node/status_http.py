@@ -1,4 +1,4 @@
-"""The status HTTP endpoint (aiohttp): /healthz, /status, /peers and /metrics.
+"""The status HTTP endpoint (aiohttp): /healthz, /status, /peers, /metrics and the dashboard.
 
 The server knows nothing of the node: it is given callables that build the JSON documents.
 Errors (unknown path, wrong method, a failing provider) are answered as JSON with a reason code.
@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from node.dashboard.feed import DashboardConfig, DashboardFeed
+from node.dashboard.routes import add_dashboard
 from node.metrics import NodeMetrics
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class HttpConfig:
     listen: str = "127.0.0.1:8420"
     """HOST:PORT to serve on; port 0 picks a free port (written to the home's endpoints file)."""
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    """The live dashboard at `/` (read-only; served where the status endpoint is)."""
 
     def __post_init__(self) -> None:
         parse_listen(self.listen)
@@ -50,7 +54,13 @@ def _error(status: int, code: str, detail: str) -> web.Response:
     return web.json_response({"error": code, "detail": detail}, status=status)
 
 
-def build_app(*, status: Provider, peers: Provider, metrics: NodeMetrics) -> web.Application:
+def build_app(
+    *,
+    status: Provider,
+    peers: Provider,
+    metrics: NodeMetrics,
+    dashboard: DashboardFeed | None = None,
+) -> web.Application:
     @web.middleware
     async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
         route = request.match_info.route.resource
@@ -85,6 +95,8 @@ def build_app(*, status: Provider, peers: Provider, metrics: NodeMetrics) -> web
     app.router.add_get("/status", get_status)
     app.router.add_get("/peers", get_peers)
     app.router.add_get("/metrics", get_metrics)
+    if dashboard is not None:
+        add_dashboard(app, dashboard)
     return app
 
 

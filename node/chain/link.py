@@ -19,7 +19,7 @@ from node.chain.bittensor_chain import BittensorChain
 from node.chain.client import ChainClient
 from node.chain.config import ChainConfig
 from node.chain.devnet_client import DevnetChain
-from node.chain.records import ChainError, Metagraph
+from node.chain.records import ChainError, Metagraph, Neuron
 from node.service import Service
 from p2p.admission import RegisteredHotkeys
 from p2p.binding import HotkeySigner
@@ -165,7 +165,21 @@ class ChainLink(Service):
             "uids": len(graph.neurons) if graph else 0,
             "counters": dict(self.counters),
             "last_error": self.last_error,
+            "neurons": [_neuron_row(n) for n in graph.neurons] if graph else [],
         }
+
+
+def _neuron_row(n: Neuron) -> dict[str, Any]:
+    """What the node's dashboard shows of a uid: its stake and what the last epoch gave it."""
+    return {
+        "uid": n.uid,
+        "hotkey": n.hotkey,
+        "stake": n.stake,
+        "validator_permit": n.validator_permit,
+        "incentive": round(n.incentive, 6),
+        "dividends": round(n.dividends, 6),
+        "emission": round(n.emission, 6),
+    }
 
 
 def _same(served: str | None, addr: str) -> bool:

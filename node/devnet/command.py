@@ -193,7 +193,8 @@ async def wait_connected(net: Devnet, args: argparse.Namespace, stop: asyncio.Ev
     if args.exit_when_connected:
         print("devnet: every node has admitted every other; stopping")
         return 0
-    print("devnet: up. `tessera status URL` shows a node; Ctrl-C stops the network.")
+    print("devnet: up. `tessera status URL` (or `tessera top URL`, or the URL in a browser) shows")
+    print("        a node; Ctrl-C stops the network.")
     while not stop.is_set():
         dead = [n for n in net.nodes if n.returncode is not None]
         for node in dead:
@@ -221,6 +222,9 @@ async def run_devnet(root: Path, args: argparse.Namespace) -> int:
         except RuntimeError as exc:
             print(f"devnet: {exc}", file=sys.stderr)
             return 1
+        for node in net.nodes:
+            if node.spec.role == "orchestrator":
+                print(f"devnet: dashboard of {node.name}: {node.http}/")
         if not args.windows:
             return await wait_connected(net, args, stop)
         if args.runs:

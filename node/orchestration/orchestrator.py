@@ -8,6 +8,7 @@ defaults to the injected clock, which must be a wall clock: deadlines outlive re
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -196,6 +197,9 @@ class Orchestrator:
             open_routes = self.router.open_routes(txn)
             waiting = len(self.router.waiting(txn))
             receipts, disputes = self.ledger.counts(txn, state.window)
+            hop_s = self.latency.estimates(txn)
+        now = self._clock_fn()
+        held = Counter(lease.miner for route in open_routes for lease in route.leases())
         stages: list[dict[str, Any]] = []
         for stage in range(self.config.assignment.n_stages):
             members = [m for m in miners if m.stage == stage]
@@ -203,7 +207,8 @@ class Orchestrator:
                 {
                     "stage": stage,
                     "capacity": sum(m.capacity for m in members),
-                    "miners": [_miner_status(m) for m in members],
+                    "hop_s": round(hop_s[stage], 4),
+                    "miners": [_miner_status(m, held[m.peer_id], now) for m in members],
                 }
             )
         return {
@@ -219,8 +224,9 @@ class Orchestrator:
                 "waiting": waiting,
             },
             "stages": stages,
+            "bottleneck": _bottleneck(stages),
             "standby": [
-                _miner_status(m)
+                _miner_status(m, 0, now)
                 for m in miners
                 if m.stage is None and m.state is not MinerState.GONE
             ],
@@ -267,5 +273,23 @@ class Orchestrator:
         return self._clock_fn() if now is None else now
 
 
-def _miner_status(miner: Miner) -> dict[str, Any]:
-    return {"peer_id": miner.peer_id, "capacity": miner.capacity, "state": miner.state.value}
+def _miner_status(miner: Miner, leases: int, now: float) -> dict[str, Any]:
+    """A miner's row: state, open leases it holds, leases missed in a row, seconds since seen."""
+    return {
+        "peer_id": miner.peer_id,
+        "capacity": miner.capacity,
+        "state": miner.state.value,
+        "leases": leases,
+        "misses": miner.misses,
+        "seen_s_ago": round(max(now - miner.last_seen, 0.0), 1),
+    }
+
+
+def _bottleneck(stages: list[dict[str, Any]]) -> int | None:
+    """The stage whose hops take longest per unit of its active miners' declared capacity."""
+    loads = {
+        s["stage"]: s["hop_s"] / active
+        for s in stages
+        if (active := sum(m["capacity"] for m in s["miners"] if m["state"] == "active")) > 0
+    }
+    return max(loads, key=loads.__getitem__) if loads else None

@@ -35,6 +35,7 @@ from node.run_control.history import RunHistory
 from node.run_control.membership import Membership
 from node.run_control.merger import StageMerger
 from node.run_control.progress import run_progress, total_work, window_summary
+from node.run_control.series import loss_curve, miner_rates, miner_versions
 from node.run_control.work import ReceiptIntake, WorkDispatcher
 from p2p.messages import ReceiptBatch
 from store import BlobStore, StoreError
@@ -223,8 +224,11 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
 
     # status ----------------------------------------------------------------------------------
 
-    def _closed(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        raw = [r for r in self.history.windows() if r.get("closed")]
+    def _closed(
+        self, records: list[dict[str, Any]] | None = None
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        records = self.history.windows() if records is None else records
+        raw = [r for r in records if r.get("closed")]
         return raw, [window_summary(r) for r in raw]
 
     def _export_metrics(self) -> None:
@@ -269,7 +273,8 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
     def status(self) -> dict[str, Any]:
         doc = self.core.status()
         state = self.core.run_state()
-        raw, closed = self._closed()
+        records = self.history.windows()
+        raw, closed = self._closed(records)
         done = self._finished(state.window) and (
             self.config.eval_batches == 0 or all("eval" in r for r in raw[-1:])
         )
@@ -295,5 +300,8 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
             merge_versions={
                 w["window"]: w.get("versions", {}) for w in raw[-3:] if w.get("versions")
             },
+            loss_curve=loss_curve(records, spec.accumulate),
+            miner_rates=miner_rates(raw),
+            miner_versions=miner_versions(raw),
         )
         return doc

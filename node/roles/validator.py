@@ -5,8 +5,9 @@ closes it reveal, draw miners, replay their work from evidence fetched from the 
 the miners' neighbours, and sign, keep and report the verdicts. Before each window's draw the
 quality screen (`node.auditing.screener`) scores every miner's contribution; the weights set on
 the chain follow the pay rule (`node.auditing.pay_rule`, docs/pay.md) on the run's mechanism.
-`/status` shows the commitments and reveals, verdict counts, the latest verdicts, the IOTA score
-book and the quality book; `/metrics` the counts, each miner's incentive and weight.
+`/status` shows the commitments and reveals, verdict counts, the latest verdicts, each miner's
+timeline of verdicts, the IOTA score book and the quality book; `/metrics` the counts, each
+miner's incentive and weight.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from node.service import sleep_forever
 from verification.sampling import SamplingRule
 from verification.scores import Decay
 from verification.templar import TemplarParams
+
+TIMELINE_WINDOWS = 48
+"""Verdicts per miner kept in `/status` → `validator.timeline` (the newest windows)."""
 
 
 @dataclass(kw_only=True, slots=True)
@@ -230,9 +234,11 @@ class ValidatorComponent(RoleComponent[ValidatorConfig]):
     def status(self) -> dict[str, Any]:
         verdicts = self.records.verdicts()
         audited: dict[str, dict[str, int]] = {}
-        for v in verdicts:
+        timeline: dict[str, list[list[Any]]] = {}
+        for v in sorted(verdicts, key=lambda v: v.window):
             counts = audited.setdefault(v.miner, {"pass": 0, "fail": 0, "inconclusive": 0})
             counts[v.outcome.value] += 1
+            timeline.setdefault(v.miner, []).append([v.window, v.outcome.value, v.reason.value])
         return {
             "weights": self.weights.status() if self.weights else None,
             "hotkey": self.ctx.binding_hotkey,
@@ -243,6 +249,7 @@ class ValidatorComponent(RoleComponent[ValidatorConfig]):
             "verdicts": {o: self.auditor.counters[o] for o in ("pass", "fail", "inconclusive")},
             "events": dict(self.auditor.counters),
             "audited": audited,
+            "timeline": {m: rows[-TIMELINE_WINDOWS:] for m, rows in timeline.items()},
             "merge_disputes": {
                 "total": self.disputes.counters["disputes"],
                 "accused": self.disputes.accused(),

@@ -1,5 +1,6 @@
-"""CLI smoke in subprocesses: --help of every command, keygen, and `tessera status`."""
+"""CLI smoke in subprocesses: --help of every command, keygen, `tessera status` and `top`."""
 
+import json
 import re
 import signal
 import stat
@@ -12,7 +13,7 @@ from tests.node.procs import run_tessera, tessera, wait_endpoints
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("command", ["keygen", "node", "devnet", "status"])
+@pytest.mark.parametrize("command", ["keygen", "node", "devnet", "status", "top"])
 def test_help(command: str) -> None:
     result = run_tessera(command, "--help")
     assert result.returncode == 0
@@ -57,7 +58,7 @@ def test_keygen_missing_wallet_is_clear(tmp_path: Path) -> None:
     assert "no hotkey 'default' in wallet 'absent'" in result.stderr
 
 
-def test_status_prints_a_table(tmp_path: Path) -> None:
+def test_status_prints_sections_within_100_columns(tmp_path: Path) -> None:
     run_tessera(
         "keygen",
         "--home",
@@ -74,9 +75,28 @@ def test_status_prints_a_table(tmp_path: Path) -> None:
         result = run_tessera("status", endpoints["http"])
         assert result.returncode == 0, result.stderr
         lines = result.stdout.splitlines()
-        assert any(re.match(rf"peer_id\s+{endpoints['peer_id']}$", line) for line in lines)
-        assert any(re.match(r"validator\.scores\.t_decay\s+10$", line) for line in lines)
-        assert any(re.match(r"hotkey\s+5\w+$", line) for line in lines)  # binding loaded
+        assert max(len(line) for line in lines) <= 100
+        peer = endpoints["peer_id"]
+        assert re.match(rf"NODE  validator · run devnet · peer {peer[:8]}…{peer[-6:]} · ", lines[0])
+        assert re.search(r"hotkey 5\w{7}…\w{6}", lines[0])  # binding loaded
+        assert any(line.startswith("AUDITS  through window None: 0 pass") for line in lines)
+        assert any(line.startswith("PAY  score book") for line in lines)
+        assert any(line.startswith("PEERS  0 connected") for line in lines)
+        raw = run_tessera("status", endpoints["http"], "--json")
+        assert json.loads(raw.stdout)["peer_id"] == peer
+        assert json.loads(raw.stdout)["validator"]["scores"]["t_decay"] == 10
+        top = tessera("top", endpoints["http"], "--interval", "0.3", "--width", "100")
+        assert top.stdout is not None
+        shown = []
+        for line in top.stdout:  # two redraws, then Ctrl-C
+            shown.append(line)
+            if sum("NODE  validator" in line for line in shown) >= 2:
+                break
+        top.send_signal(signal.SIGINT)
+        out, _ = top.communicate(timeout=10)
+        assert top.returncode == 0, out
+        frames = "".join([*shown, out]).split("\x1b[H\x1b[2J")[1:]
+        assert len(frames) >= 2 and all(f.startswith("NODE  validator") for f in frames)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=20)

@@ -30,6 +30,7 @@ def test_devnet_connects_everyone_and_stops_cleanly(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "every node has admitted every other" in result.stdout
+    (dashboard,) = [x for x in result.stdout.splitlines() if x.startswith("devnet: dashboard of")]
     rows = [
         line
         for line in result.stdout.splitlines()
@@ -37,6 +38,9 @@ def test_devnet_connects_everyone_and_stops_cleanly(tmp_path: Path) -> None:
     ]
     table = [r for r in rows if "http://" in r and " 5 " in r]
     assert len(table) == 6, result.stdout  # each of 6 nodes (the chain's too) lists 5 peers
+    (orchestrator,) = [r.split() for r in table if r.startswith("orchestrator ")]
+    url = next(part for part in orchestrator if part.startswith("http://"))
+    assert dashboard == f"devnet: dashboard of orchestrator: {url}/"
     for name in ("orchestrator", "validator0", "miner0", "miner1", "miner2"):
         log = (tmp_path / name / "node.log").read_text()
         assert "stopped cleanly (SIGTERM)" in log, log

@@ -64,4 +64,12 @@ def test_departure_promotes_standby_and_revived_suspect_becomes_standby(store: S
     assert stages(orch) == {"a": None, "b": 1, "s": 0}
     orch.register_miner("a", "hk", 3.0)  # back, but stage 0 is held: no one is moved for it
     assert stages(orch) == {"a": None, "b": 1, "s": 0}
-    assert orch.status()["standby"] == [{"peer_id": "a", "capacity": 3.0, "state": "active"}]
+    (standby,) = orch.status()["standby"]
+    assert standby | {"seen_s_ago": 0} == {
+        "peer_id": "a",
+        "capacity": 3.0,
+        "state": "active",
+        "leases": 0,
+        "misses": 0,
+        "seen_s_ago": 0,
+    }

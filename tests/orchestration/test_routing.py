@@ -260,3 +260,31 @@ def test_lease_config_is_validated() -> None:
         LeaseConfig(min_s=5.0, max_s=1.0)
     with pytest.raises(ValueError):
         LeaseConfig(ewma_alpha=0.0)
+
+
+def test_status_shows_each_miners_leases_and_the_slowest_stage(store: Store) -> None:
+    clock = FakeClock()
+    orch = Orchestrator(store, make_config(n_stages=2, batches=8), clock)
+    orch.register_miner("a", "hk", 1.0)
+    orch.register_miner("b", "hk", 1.0)
+    t = T0
+    for batch in range(4):  # stage 1's hops take 4x as long as stage 0's
+        route = orch.issue_route(0, batch, now=t)
+        assert route is not None
+        for stage, direction, seconds in [
+            (0, FWD, 0.5),
+            (1, FWD, 2.0),
+            (1, BWD, 2.0),
+            (0, BWD, 0.5),
+        ]:
+            t += seconds
+            orch.complete_hop(route.route_id, stage, direction, now=t)
+    assert orch.issue_route(0, 4, now=t) is not None
+    clock.t = t + 7
+    status = orch.status()
+    rows = {m["peer_id"]: m for s in status["stages"] for m in s["miners"]}
+    assert rows["a"]["leases"] == 1 and rows["b"]["leases"] == 0  # stage 0 holds the new hop
+    assert rows["a"]["misses"] == 0 and rows["a"]["seen_s_ago"] >= 7
+    hop = [s["hop_s"] for s in status["stages"]]
+    assert hop[1] > hop[0] > 0
+    assert status["bottleneck"] == 1
