@@ -246,7 +246,7 @@ class NodeService(Service):
         self.metrics.watch_counters(
             "tessera_dashboard_events",
             "Dashboard feed: snapshots built and failed, snapshots dropped for slow clients, "
-            "streams refused",
+            "streams refused, CPU milliseconds spent building snapshots",
             "event",
             lambda: feed.counters,
         )

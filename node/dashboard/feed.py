@@ -50,7 +50,14 @@ class DashboardFeed(Service):
         self._clients: set[asyncio.Queue[bytes | None]] = set()
         self._listening = asyncio.Event()
         self._latest: tuple[float, bytes] | None = None
-        self.counters = {"snapshots": 0, "snapshot_failed": 0, "dropped": 0, "refused": 0}
+        self._build_s = 0.0
+        self.counters = {
+            "snapshots": 0,
+            "snapshot_failed": 0,
+            "dropped": 0,
+            "refused": 0,
+            "build_ms": 0,
+        }
 
     @property
     def clients(self) -> int:
@@ -99,6 +106,7 @@ class DashboardFeed(Service):
             self.close()
 
     def _build(self) -> bool:
+        started = time.thread_time()
         try:
             doc = finite(self._snapshot())
             data = json.dumps(doc, separators=(",", ":"), allow_nan=False, default=str).encode()
@@ -106,6 +114,9 @@ class DashboardFeed(Service):
             self.counters["snapshot_failed"] += 1
             log.exception("dashboard snapshot failed")
             return False
+        finally:
+            self._build_s += time.thread_time() - started
+            self.counters["build_ms"] = int(self._build_s * 1000)
         self._latest = (time.monotonic(), data)
         self.counters["snapshots"] += 1
         return True

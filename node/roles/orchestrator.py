@@ -251,6 +251,12 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
             "domain",
             lambda: latest_eval("perplexity"),
         )
+        metrics.watch_gauges(
+            "tessera_run",
+            "The run: window, optimizer step, tokens, tokens/s and the latest training loss",
+            "figure",
+            self._run_figures,
+        )
         metrics.watch_counters(
             "tessera_receipts",
             "Receipts from miners by outcome",
@@ -269,6 +275,21 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
             "event",
             lambda: self.merger.counters + self.disputes.counters + self._gc_counters,
         )
+
+    def _run_figures(self) -> dict[str, float]:
+        state = self.core.run_state()
+        _, closed = self._closed()
+        progress = run_progress(
+            state,
+            closed,
+            self.intake.recent_losses,
+            tokens_per_batch=self.spec.tokens_per_batch,
+            accumulate=self.spec.accumulate,
+        )
+        figures = {k: float(progress[k]) for k in ("step", "tokens", "tokens_per_s")}
+        if progress["loss"] is not None:
+            figures["loss"] = float(progress["loss"])
+        return {**figures, "window": float(state.window)}
 
     def status(self) -> dict[str, Any]:
         doc = self.core.status()
