@@ -43,7 +43,10 @@ async def test_every_charted_metric_is_exported(tmp_path: Path) -> None:
     hotkeys = [make_hotkey(wallets, name) for name in names]
     admitted = [h.ss58_address for h in hotkeys]
     roles = {"orch": "orchestrator", "val": "validator", "miner": "miner"}
-    chain_settings = {"devnet_chain.netuid": NETUID, "devnet_chain.block_time_s": 0.05}
+    chain_settings: dict[str, Any] = {
+        "devnet_chain.netuid": NETUID,
+        "devnet_chain.block_time_s": 0.05,
+    }
     tasks: list[asyncio.Task[None]] = []
     exported: set[str] = set()
     try:
