@@ -41,7 +41,14 @@ def miner_rates(records: Sequence[dict[str, Any]]) -> dict[str, float]:
 
 
 def miner_versions(records: Sequence[dict[str, Any]]) -> dict[str, str]:
-    """The checkpoint digest each miner went on from after the newest closed window's merge."""
+    """The merged weights version each miner went on with after the newest closed window (the
+    one its stage's merge agreed on; the members' checkpoints themselves may differ)."""
     closed = [r for r in records if r.get("closed")]
-    members = closed[-1].get("members", {}) if closed else {}
-    return {peer: str(value[1]) for peer, value in members.items()}
+    if not closed:
+        return {}
+    versions = closed[-1].get("versions", {})
+    return {
+        peer: str(versions[str(value[0])])
+        for peer, value in closed[-1].get("members", {}).items()
+        if str(value[0]) in versions
+    }

@@ -28,10 +28,11 @@ def test_rates_and_versions_come_from_the_newest_closed_window() -> None:
             "closed": True,
             "seconds": 4.0,
             "work": {"a": {"backward": 6, "forward": 6}, "b": {"forward": 2}},
-            "members": {"a": [0, "v1"], "b": [1, "v2"]},
+            "members": {"a": [0, "ckpt-a"], "b": [1, "ckpt-b"], "c": [0, "ckpt-c"]},
+            "versions": {"0": "v0", "1": "v1"},
         },
         {"window": 2, "work": {"a": {"backward": 100}}},
     ]
     assert miner_rates(records) == {"a": 1.5, "b": 0.0}
-    assert miner_versions(records) == {"a": "v1", "b": "v2"}
+    assert miner_versions(records) == {"a": "v0", "b": "v1", "c": "v0"}
     assert miner_rates(records[2:]) == {} and miner_versions([]) == {}

@@ -11,11 +11,12 @@ function svgEl(tag, attrs) {
   return node;
 }
 
-function niceTicks(lo, hi, count) {
+function niceTicks(lo, hi, count, integer) {
   if (!(hi > lo)) { hi = lo + 1; }
   const raw = (hi - lo) / count;
   const mag = Math.pow(10, Math.floor(Math.log10(raw)));
-  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) || raw;
+  let step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) || raw;
+  if (integer) step = Math.max(1, Math.round(step));
   const ticks = [];
   for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push(t);
   return ticks;
@@ -57,7 +58,7 @@ function lineChart(container, series, options) {
   const sy = (y) => T + (1 - (fy(y) - y0) / (y1 - y0)) * (H - T - B);
   svg.appendChild(svgEl("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, class: "axis" }));
   svg.appendChild(svgEl("line", { x1: L, y1: T, x2: L, y2: H - B, class: "axis" }));
-  for (const t of niceTicks(y0, y1, 4)) {
+  for (const t of niceTicks(y0, y1, 4, false)) {
     const v = opts.logY ? Math.pow(10, t) : t;
     const y = T + (1 - (t - y0) / (y1 - y0)) * (H - T - B);
     svg.appendChild(svgEl("line", { x1: L, y1: y, x2: W - R, y2: y, class: "axis", "stroke-dasharray": "2 3" }));
@@ -65,7 +66,9 @@ function lineChart(container, series, options) {
     label.textContent = fmtTick(v);
     svg.appendChild(label);
   }
-  for (const t of niceTicks(x0, x1, 5)) {
+  const integerX = xs.every(Number.isInteger);
+  for (const t of niceTicks(x0, x1, 5, integerX)) {
+    if (t < x0 || t > x1) continue;
     const label = svgEl("text", { x: sx(t), y: H - 8, "text-anchor": "middle", class: "tick" });
     label.textContent = fmtTick(t);
     svg.appendChild(label);
