@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,7 +76,25 @@ def run_node(config: NodeConfig, *, extra_services: Sequence[Service] = ()) -> i
         config, key, binding=binding, notifier=notifier, extra_services=extra_services
     )
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_supervise(service, notifier, config.node.shutdown_timeout_s))
+        code = runner.run(_supervise(service, notifier, config.node.shutdown_timeout_s))
+    return _exit_past_workers(code)
+
+
+def _exit_past_workers(code: int) -> int:
+    """Exit at once when worker threads (an audit replay, a screen, a dataset build) still run.
+
+    Interpreter finalisation stops daemon threads where they stand; one inside torch's C++ then
+    aborts the process (SIGABRT, exit -6) after the node had stopped cleanly. Everything the node
+    owns is closed by now (its store first of all), so skipping finalisation loses nothing.
+    """
+    busy = [t.name for t in threading.enumerate() if t.daemon and t.is_alive()]
+    if not busy:
+        return code
+    log.info("exiting with %s still running in the background", ", ".join(sorted(busy)))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 async def _supervise(service: NodeService, notifier: SystemdNotifier, timeout: float) -> int:

@@ -10,6 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from node import __version__
+from store import BlobStore, Store
 
 
 class NodeMetrics:
@@ -33,15 +34,31 @@ class NodeMetrics:
             ["route", "code"],
             registry=self.registry,
         )
-        self.store_used_bytes = Gauge(
-            "tessera_store_used_bytes", "Bytes used in the LMDB map", registry=self.registry
-        )
-        self.store_map_bytes = Gauge(
-            "tessera_store_map_bytes", "Size of the LMDB map", registry=self.registry
-        )
+        self._store_gauges = {
+            name: Gauge(name, doc, registry=self.registry)
+            for name, doc in (
+                ("tessera_store_used_bytes", "Bytes used in the LMDB map"),
+                ("tessera_store_map_bytes", "Size of the LMDB map"),
+                ("tessera_store_blob_bytes", "Bytes of blobs (checkpoints, tensors) in the store"),
+                ("tessera_store_blob_budget_bytes", "Bytes blobs may take before eviction"),
+            )
+        }
         self.store_errors = Counter(
             "tessera_store_errors", "Store errors by reason", ["reason"], registry=self.registry
         )
+
+    def watch_store(self, store: Store, blobs: BlobStore) -> None:
+        """Read the store's use at each scrape (a closed store reads as 0)."""
+        readers: dict[str, Callable[[], float]] = {
+            "tessera_store_used_bytes": lambda: store.stats()["used"],
+            "tessera_store_map_bytes": lambda: store.config.map_size_bytes,
+            "tessera_store_blob_bytes": blobs.total_bytes,
+            "tessera_store_blob_budget_bytes": lambda: store.config.blob_budget_bytes,
+        }
+        for name, read in readers.items():
+            self._store_gauges[name].set_function(
+                lambda read=read: 0.0 if store.closed else float(read())  # type: ignore[misc]
+            )
 
     def watch_counters(
         self, name: str, doc: str, label: str, read: Callable[[], Mapping[str, int]]

@@ -118,6 +118,7 @@ class NodeService(Service):
         timeout = cfg.node.shutdown_timeout_s
         async with contextlib.AsyncExitStack() as stack:
             store = self._store = Store.open(self.home / "store", cfg.store)
+            self.metrics.watch_store(store, BlobStore(store))
             stack.push_async_callback(close_bounded, "lmdb", _async(store.close), timeout)
 
             feed = self.dashboard = self._dashboard_feed()
@@ -334,10 +335,13 @@ class NodeService(Service):
     def _store_stats(self) -> dict[str, Any]:
         if self._store is None:
             return {}
-        stats = self._store.stats()
-        self.metrics.store_used_bytes.set(stats["used"])
-        self.metrics.store_map_bytes.set(stats["map_size"])
-        return dict(stats)
+        blobs = BlobStore(self._store)
+        return {
+            **self._store.stats(),
+            "blob_bytes": blobs.total_bytes(),
+            "blobs": blobs.count(),
+            "blob_budget": self._store.config.blob_budget_bytes,
+        }
 
 
 def _async(fn: Callable[[], None]) -> Callable[[], Awaitable[None]]:

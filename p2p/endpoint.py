@@ -27,6 +27,7 @@ from p2p.refusals import Reason, RefusalLedger, Refused
 from p2p.registry import REPLIES
 from p2p.tensors import check_finite
 from p2p.transport import Frame, Transport, nbytes
+from store.errors import MapFullError
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=Message)
@@ -235,6 +236,9 @@ class _Served:
             return self._ep.refusal_frame(sender, refused, header.seq, run)
         except Refused as exc:
             return self._ep.refusal_frame(sender, exc, header.seq, run)
+        except MapFullError as exc:  # nothing is lost: the sender keeps what it sent
+            refused = Refused(Reason.STORE_FULL, str(exc))
+            return self._ep.refusal_frame(sender, refused, header.seq, run)
         except Exception as exc:  # a handler bug must not take the node down
             log.exception("handler for %s failed", self._cls.__name__)
             refusal = Refused(Reason.INTERNAL, type(exc).__name__)

@@ -42,6 +42,7 @@ class Reason(StrEnum):
     BAD_TICKET = "bad_ticket"
     UNKNOWN_BATCH = "unknown_batch"
     WRONG_WINDOW = "wrong_window"
+    STORE_FULL = "store_full"
     INTERNAL = "internal_error"
 
 

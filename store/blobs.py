@@ -133,6 +133,28 @@ class BlobStore:
                 _remove(w, info)
         return len(expired)
 
+    def evict_to(self, max_bytes: int, batch: int = 64) -> int:
+        """Removes unpinned blobs, the soonest to expire (the oldest kept) first, until the blobs
+        take at most `max_bytes`; returns how many. Pinned blobs are never evicted."""
+        removed = 0
+        while self.total_bytes() > max_bytes:
+            with self._store.write() as w:
+                oldest = list(itertools.islice(w.range(INDEX_TABLE, EXPIRY_PREFIX, b"y"), batch))
+                total, evicted = _total(w), 0
+                for key, _ in oldest:
+                    if total <= max_bytes:
+                        break
+                    info = _read_info(w, key[1 + _U64.size :].decode("ascii", "replace"))
+                    if info is None:
+                        raise CorruptRecordError(INDEX_TABLE, key, "expiry entry of a missing blob")
+                    _remove(w, info)
+                    total -= info.size
+                    evicted += 1
+            if not evicted:
+                break  # what is left is pinned
+            removed += evicted
+        return removed
+
     def total_bytes(self) -> int:
         """The summed size of all stored blobs."""
         with self._store.read() as r:

@@ -14,8 +14,13 @@ class StoreConfig:
     sync: bool = True
     max_readers: int = 126
     blob_retention_s: float = 86400.0
+    blob_share: float = 0.5
+    """The share of the map blobs may take: beyond it every role's GC evicts the unpinned blobs
+    kept longest first, so records (receipts, verdicts, history) always find room."""
 
     def __post_init__(self) -> None:
+        if not 0 < self.blob_share <= 0.9:
+            raise ValueError(f"store.blob_share must be in (0, 0.9], got {self.blob_share!r}")
         if isinstance(self.map_size_mib, bool) or not isinstance(self.map_size_mib, int):
             raise ValueError(f"store.map_size_mib must be an integer, got {self.map_size_mib!r}")
         if self.map_size_mib <= 0:
@@ -34,3 +39,8 @@ class StoreConfig:
     def map_size_bytes(self) -> int:
         """The LMDB map size in bytes."""
         return self.map_size_mib * 1024 * 1024
+
+    @property
+    def blob_budget_bytes(self) -> int:
+        """Bytes the blobs may take (`blob_share` of the map)."""
+        return int(self.map_size_bytes * self.blob_share)

@@ -34,8 +34,6 @@ from store import BlobStore, Store, StoreError, WriteTxn
 log = logging.getLogger(__name__)
 TABLE = "mining"
 MiB = 1024 * 1024
-FAR_FUTURE = 1e12
-"""A `now` for BlobStore.gc that makes every unpinned blob collectable (oldest expiry first)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,12 +178,10 @@ class Retention(Service):
                     txn.delete(TABLE, key.split(b"/", 2)[2])
             self._counters["retention_rows_expired"] += len(expired)
             removed = self.blobs.gc(now)
-            while self._max_bytes and self.blobs.total_bytes() > self._max_bytes:
-                evicted = self.blobs.gc(FAR_FUTURE, limit=64)
+            if self._max_bytes:
+                evicted = self.blobs.evict_to(self._max_bytes)
                 self._counters["retention_evicted"] += evicted
                 removed += evicted
-                if not evicted:
-                    break
         except StoreError as exc:
             self._counters["retention_gc_failed"] += 1
             log.warning("retention GC failed: %s", exc)

@@ -57,7 +57,8 @@ class MinerConfig:
     """Keep every unit's input and output bytes for auditors."""
     retention_s: float = 3600.0
     retention_max_mib: int = 512
-    """Cap on the blob store's size; beyond it the blobs nearest expiry go first (0: none)."""
+    """Cap on the blob store's size; beyond it the blobs nearest expiry go first (0: only the
+    store's `blob_share` of its map, which also caps this)."""
     checkpoint_retention_s: float = 86400.0
     """How long window checkpoints (and loaded weights) are kept in the blob store."""
     gc_interval_s: float = 60.0
@@ -124,7 +125,10 @@ class MinerComponent(RoleComponent[MinerConfig]):
                 state.counters,
                 state.seconds,
                 retention_s=cfg.retention_s,
-                max_bytes=cfg.retention_max_mib * MiB,
+                max_bytes=min(
+                    cfg.retention_max_mib * MiB or ctx.store.config.blob_budget_bytes,
+                    ctx.store.config.blob_budget_bytes,
+                ),
                 gc_interval_s=cfg.gc_interval_s,
             )
             if cfg.retain_tensors

@@ -38,7 +38,7 @@ from node.run_control.progress import run_progress, total_work, window_summary
 from node.run_control.series import loss_curve, miner_rates, miner_versions
 from node.run_control.work import ReceiptIntake, WorkDispatcher
 from p2p.messages import ReceiptBatch
-from store import BlobStore, StoreError
+from store import BlobStore, MapFullError, StoreError
 from training.data.build import build_dataset
 from training.data.dataset import Dataset
 
@@ -136,7 +136,12 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
         try:
             self._resume_eval()
             while True:
-                await self._tick()
+                try:
+                    await self._tick()
+                except MapFullError:  # refuse what needs room (store_full), free some, go on
+                    self._gc_counters["store_full"] += 1
+                    log.warning("store full; evicting old checkpoints beyond the blob budget")
+                    await self._collect_garbage(now_please=True)
                 await asyncio.sleep(self.config.tick_s)
         finally:
             await self._membership.close()
@@ -162,23 +167,28 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
             self.dispatcher.send(self.core.tick(fill=members.ready(acked), eligible=acked))
         else:
             closed = state.window
+            await self._collect_garbage(now_please=True)  # room for the window's checkpoints
             await self._closer.close(state)
             log.info("window %s closed", closed)
             self._start_eval(closed)
 
-    async def _collect_garbage(self) -> None:
-        """Drop expired blobs (old windows' checkpoints) every `GC_INTERVAL_S`."""
+    async def _collect_garbage(self, *, now_please: bool = False) -> None:
+        """Drop expired blobs (old windows' checkpoints) every `GC_INTERVAL_S`, and the oldest
+        unpinned ones beyond the store's blob budget (`store.blob_share` of its map)."""
         now = time.monotonic()
-        if now < self._next_gc:
+        if now < self._next_gc and not now_please:
             return
         self._next_gc = now + GC_INTERVAL_S
+        budget = self.ctx.store.config.blob_budget_bytes
         try:
             removed = await asyncio.to_thread(self.blobs.gc)
+            evicted = await asyncio.to_thread(self.blobs.evict_to, budget)
         except StoreError as exc:
             self._gc_counters["gc_failed"] += 1
             log.warning("blob GC failed: %s", exc)
             return
         self._gc_counters["blobs_expired"] += removed
+        self._gc_counters["blobs_evicted"] += evicted
 
     def _finished(self, window: int) -> bool:
         return bool(self.config.windows) and window >= self.config.windows

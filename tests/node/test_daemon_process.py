@@ -160,3 +160,49 @@ def test_ready_watchdog_stopping_on_notify_socket(tmp_path: Path) -> None:
         assert proc.wait(timeout=20) == 0
     ready = next(m for m in messages if m.startswith("READY=1"))
     assert "STATUS=serving http://127.0.0.1:" in ready
+
+
+BUSY_NODE = """
+import asyncio, sys, torch
+from node.config import load_node_config
+from node.daemon import run_node
+from node.daemon_thread import in_daemon_thread
+from node.service import Service
+
+def replay():  # stands in for an audit replay: torch work in a daemon thread
+    a = torch.randn(512, 512)
+    while True:
+        a = torch.tanh(a @ a)
+
+class Busy(Service):
+    name = "busy"
+    async def run(self):
+        print("BUSY", flush=True)
+        await in_daemon_thread(replay, name="audit")
+
+cfg = load_node_config(None, {"node.home": sys.argv[1], "node.roles": ["validator"],
+                              "http.listen": "127.0.0.1:0"})
+sys.exit(run_node(cfg, extra_services=[Busy()]))
+"""
+
+
+def test_stop_while_torch_works_in_a_thread_exits_zero(tmp_path: Path) -> None:
+    """The validator could exit -6 (SIGABRT) when stopped during a replay: the interpreter
+    finalised while a daemon thread was inside torch. Regression of that stop."""
+    codes = []
+    for _ in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", BUSY_NODE, str(tmp_path)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert proc.stdout is not None
+        while "BUSY" not in proc.stdout.readline():
+            pass
+        time.sleep(0.5)
+        code, _, out = stop(proc, signal.SIGTERM)
+        codes.append(code)
+        assert code == 0, out[-2000:]
+    assert codes == [0, 0, 0]

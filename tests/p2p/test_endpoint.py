@@ -15,6 +15,7 @@ from p2p.messages import Ack, Activation, BlobReply, BlobRequest, Gradient, Hell
 from p2p.refusals import Reason, Refused
 from p2p.tensors import TensorPayload
 from p2p.transport import Frame
+from store import MapFullError
 from tests.p2p.endpoint_kit import Node, allow, make_hotkey, make_node, refusal_reason, resign
 
 
@@ -198,6 +199,21 @@ async def test_handler_crash_is_internal_refusal_and_node_survives(trio_net) -> 
     with pytest.raises(Refused) as err:
         await b.endpoint.request(a.key.peer_id, grad)
     assert err.value.reason is Reason.INTERNAL
+    assert isinstance(await b.endpoint.request(a.key.peer_id, activation(torch.ones(2))), Ack)
+
+
+async def test_a_full_store_is_refused_as_store_full_and_counted(trio_net) -> None:
+    _, (a, b, _), _ = trio_net
+
+    async def full(msg: Gradient, peer: PeerSession) -> Message:
+        raise MapFullError(64 * 2**20)
+
+    a.endpoint.register(Gradient, full)
+    grad = Gradient(window=1, batch=0, stage=1, tensor=TensorPayload.from_torch(torch.ones(2)))
+    with pytest.raises(Refused) as err:
+        await b.endpoint.request(a.key.peer_id, grad)
+    assert err.value.reason is Reason.STORE_FULL and "store is full" in err.value.detail
+    assert a.endpoint.refusals.counts["store_full"] == 1
     assert isinstance(await b.endpoint.request(a.key.peer_id, activation(torch.ones(2))), Ack)
 
 

@@ -89,6 +89,19 @@ def test_gc_collects_oldest_first(blobs: BlobStore) -> None:
     assert [blobs.has(d) for d in digests] == [True, True, True, False, False]
 
 
+def test_evict_to_drops_the_oldest_unpinned_until_under_budget(blobs: BlobStore) -> None:
+    oldest_pinned = blobs.put(b"p" * 100, now=0.0, retain_s=10.0)
+    assert blobs.pin(oldest_pinned)
+    digests = [blobs.put(bytes([i]) * 100, now=float(i), retain_s=10.0) for i in range(1, 6)]
+    assert blobs.total_bytes() == 600
+    assert blobs.evict_to(350, batch=2) == 3  # the three kept longest go, in two batches
+    assert [blobs.has(d) for d in digests] == [False, False, False, True, True]
+    assert blobs.total_bytes() == 300
+    assert blobs.evict_to(0) == 2  # down to what is pinned, which stays
+    assert blobs.has(oldest_pinned) and blobs.total_bytes() == 100
+    assert blobs.evict_to(0) == 0
+
+
 def test_pinned_blobs_survive_gc(store: Store, blobs: BlobStore) -> None:
     kept = blobs.put(b"checkpoint", now=0.0, retain_s=1.0)
     gone = blobs.put(b"scratch", now=0.0, retain_s=1.0)

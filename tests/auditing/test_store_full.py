@@ -1,0 +1,53 @@
+"""An orchestrator whose store is small keeps training: checkpoints beyond the store's blob
+budget are evicted oldest first at each window close, so its LMDB map never fills."""
+
+from node.roles.orchestrator import OrchestratorComponent
+from store import BlobStore
+from tests.auditing.conftest import StartNode
+from tests.auditing.test_audits import role
+from tests.mining.kit import SPEC, wait_for
+
+MAP_MIB = 24  # a window's three stage checkpoints (with AdamW moments) take about 3 MiB
+
+
+async def test_small_store_evicts_old_checkpoints_and_keeps_running(
+    start_node: StartNode, audit_data
+) -> None:
+    orch = await start_node(
+        "orch",
+        ["orchestrator"],
+        **{
+            "orchestrator.run": SPEC.to_record(),
+            "orchestrator.eval_batches": 0,
+            "orchestrator.tick_s": 0.05,
+            "orchestrator.data_cache": str(audit_data),
+            "store.map_size_mib": MAP_MIB,
+        },
+    )
+    for i in range(SPEC.n_stages):
+        await start_node(
+            f"m{i}",
+            ["miner"],
+            orch.p2p_addrs,
+            **{"miner.threads": 1, "miner.data_cache": str(audit_data)},
+        )
+    component = role(orch, OrchestratorComponent)
+    assert orch.store is not None
+    blobs = BlobStore(orch.store)
+    budget = orch.store.config.blob_budget_bytes
+    peak = 0
+
+    def window() -> int:
+        nonlocal peak
+        peak = max(peak, blobs.total_bytes())
+        return component.core.run_state().window
+
+    await wait_for(lambda: window() >= 14, 240, "window 14")  # ~42 MiB of checkpoints in all
+    assert component._gc_counters["blobs_evicted"] > 0
+    assert component._gc_counters["store_full"] == 0
+    one_window = 4 * 2**20
+    assert peak <= budget + one_window, (peak, budget)
+    stats = orch.status()["store"]
+    assert stats["used"] < stats["map_size"] and stats["blob_budget"] == budget
+    latest = component.history.latest_weights()
+    assert len(latest) == SPEC.n_stages and all(blobs.has(d) for d in latest.values())
