@@ -65,18 +65,19 @@ async def start_node(tmp_path: Path, audit_hotkeys: list[Any]) -> AsyncIterator[
         assert isinstance(result, asyncio.CancelledError), f"node did not stop cleanly: {result!r}"
 
 
+def orchestrator_settings(data: Path) -> dict[str, Any]:
+    """The test run's orchestrator: the kit's spec, no evaluation, a fast tick."""
+    return {
+        "orchestrator.run": SPEC.to_record(),
+        "orchestrator.eval_batches": 0,
+        "orchestrator.tick_s": 0.05,
+        "orchestrator.data_cache": str(data),
+    }
+
+
 @pytest.fixture
 async def network(start_node: StartNode, audit_data: Path) -> Network:
-    orch = await start_node(
-        "orch",
-        ["orchestrator"],
-        **{
-            "orchestrator.run": SPEC.to_record(),
-            "orchestrator.eval_batches": 0,
-            "orchestrator.tick_s": 0.05,
-            "orchestrator.data_cache": str(audit_data),
-        },
-    )
+    orch = await start_node("orch", ["orchestrator"], **orchestrator_settings(audit_data))
     validator = await start_node(
         "validator",
         ["validator"],

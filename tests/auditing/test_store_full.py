@@ -3,7 +3,7 @@ budget are evicted oldest first at each window close, so its LMDB map never fill
 
 from node.roles.orchestrator import OrchestratorComponent
 from store import BlobStore
-from tests.auditing.conftest import StartNode
+from tests.auditing.conftest import StartNode, orchestrator_settings
 from tests.auditing.test_audits import role
 from tests.mining.kit import SPEC, wait_for
 
@@ -13,17 +13,8 @@ MAP_MIB = 24  # a window's three stage checkpoints (with AdamW moments) take abo
 async def test_small_store_evicts_old_checkpoints_and_keeps_running(
     start_node: StartNode, audit_data
 ) -> None:
-    orch = await start_node(
-        "orch",
-        ["orchestrator"],
-        **{
-            "orchestrator.run": SPEC.to_record(),
-            "orchestrator.eval_batches": 0,
-            "orchestrator.tick_s": 0.05,
-            "orchestrator.data_cache": str(audit_data),
-            "store.map_size_mib": MAP_MIB,
-        },
-    )
+    settings = {**orchestrator_settings(audit_data), "store.map_size_mib": MAP_MIB}
+    orch = await start_node("orch", ["orchestrator"], **settings)
     for i in range(SPEC.n_stages):
         await start_node(
             f"m{i}",
