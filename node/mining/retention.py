@@ -114,7 +114,8 @@ class Retention(Service):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._flush_s)
                 self._wake.clear()
                 await self.flush()
-                if loop.time() >= next_gc:
+                over = bool(self._max_bytes) and self.blobs.total_bytes() > self._max_bytes
+                if over or loop.time() >= next_gc:
                     await asyncio.to_thread(self.gc)
                     next_gc = loop.time() + self._gc_interval_s
         finally:

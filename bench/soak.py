@@ -1,0 +1,164 @@
+"""Soak benchmark: a devnet trains for N minutes while every node's resources are sampled.
+
+Runs `tessera devnet` (tiny model, 3 stages x 2 miners, a validator and the chain node; a map of
+`--map-mib` per node, so the store's blob budget is reached within the run) for `--minutes`,
+then stops it with Ctrl-C. Every `--every` seconds it reads, per node, its RSS and open file
+descriptors (/proc of its pid), its LMDB use and blob bytes and count (`/status` → `store`).
+
+Prints one JSON object: per node the figures at start, after warm-up (`--warmup-minutes`,
+default a quarter of the run, at most 10) and at the end, the largest after warm-up, and
+`rss_flat` / `fds_flat` (never above 110 % of the warm-up value afterwards); the run's windows and
+first and last loss; `survivors_up` (no node exited).
+
+    python bench/soak.py --minutes 60 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parents[1]
+FIGURES = ("rss_mib", "fds", "lmdb_used_mib", "blob_mib", "blobs")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--minutes", type=float, default=60.0)
+    p.add_argument("--warmup-minutes", type=float, help="default: minutes / 4, at most 10")
+    p.add_argument("--every", type=float, default=30.0, help="seconds between samples")
+    p.add_argument("--model", default="tiny")
+    p.add_argument("--map-mib", type=int, default=512, help="store.map_size_mib of every node")
+    p.add_argument("--home", type=Path, help="keep the devnet here (default: a temp dir)")
+    p.add_argument("--json", action="store_true", help="print only the JSON result")
+    return p.parse_args(argv)
+
+
+def proc_figures(pid: int) -> dict[str, float]:
+    rss = 0.0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1]) / 1024
+    return {"rss_mib": round(rss, 1), "fds": len(os.listdir(f"/proc/{pid}/fd"))}
+
+
+def running_nodes(home: Path) -> dict[str, dict[str, Any]]:
+    """Each running node's endpoints file (pid, http), by its home directory's name."""
+    out = {}
+    for path in sorted(home.glob("*/endpoints.json")):
+        with contextlib.suppress(OSError, ValueError):
+            out[path.parent.name] = json.loads(path.read_text())
+    return out
+
+
+async def sample(session: aiohttp.ClientSession, home: Path) -> dict[str, dict[str, float]]:
+    """Per node (by home directory name): its process and store figures now."""
+    out: dict[str, dict[str, float]] = {}
+    for name, ends in running_nodes(home).items():
+        with contextlib.suppress(OSError, ValueError, aiohttp.ClientError, TimeoutError):
+            figures = proc_figures(int(ends["pid"]))
+            async with session.get(f"{ends['http']}/status") as response:
+                store = (await response.json())["store"]
+            figures |= {
+                "lmdb_used_mib": round(store["used"] / 2**20, 1),
+                "blob_mib": round(store.get("blob_bytes", 0) / 2**20, 1),
+                "blobs": store.get("blobs", 0),
+            }
+            out[name] = figures
+    return out
+
+
+def summarise(samples: list[tuple[float, dict[str, dict[str, float]]]], warm_s: float) -> Any:
+    names = sorted({n for _, s in samples for n in s})
+    report: dict[str, Any] = {}
+    for name in names:
+        series = [(t, s[name]) for t, s in samples if name in s]
+        after = [f for t, f in series if t >= warm_s] or [series[-1][1]]
+        warm = after[0]
+        node: dict[str, Any] = {
+            "start": series[0][1],
+            "warm": warm,
+            "end": series[-1][1],
+            "max_after_warmup": {k: max(f[k] for f in after) for k in FIGURES},
+        }
+        for key, flag in (("rss_mib", "rss_flat"), ("fds", "fds_flat")):
+            node[flag] = node["max_after_warmup"][key] <= 1.10 * warm[key]
+        report[name] = node
+    return report
+
+
+async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    warm_s = 60 * (args.warmup_minutes or min(args.minutes / 4, 10.0))
+    cmd = [
+        sys.executable, "-m", "node", "devnet", "--home", str(root), "--model", args.model,
+        "--stages", "3", "--windows", "1000000", "--set", f"store.map_size_mib={args.map_mib}",
+    ]  # fmt: skip
+    log = (root.parent / f"{root.name}.log").open("w")
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, cwd=REPO, stdout=log, stderr=asyncio.subprocess.STDOUT
+    )
+    samples: list[tuple[float, dict[str, dict[str, float]]]] = []
+    timeout = aiohttp.ClientTimeout(total=20)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        while len(running_nodes(root)) < 9:
+            if proc.returncode is not None:
+                raise SystemExit(f"bench: devnet exited early; see {log.name}")
+            await asyncio.sleep(1)
+        started = time.monotonic()
+        nodes = 0
+        while (elapsed := time.monotonic() - started) < args.minutes * 60:
+            now = await sample(session, root)
+            nodes = max(nodes, len(now))
+            samples.append((elapsed, now))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), args.every)
+            if proc.returncode is not None:
+                break
+        orchestrator = running_nodes(root)["orchestrator"]
+        async with session.get(f"{orchestrator['http']}/status") as response:
+            run_doc = (await response.json())["orchestrator"]
+        survivors = proc.returncode is None and len(await sample(session, root)) == nodes
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), 120)
+    history = run_doc.get("history") or []
+    return {
+        "minutes": args.minutes,
+        "warmup_minutes": round(warm_s / 60, 2),
+        "samples": len(samples),
+        "windows": len(history),
+        "loss_first": history[0]["loss"] if history else None,
+        "loss_last": history[-1]["loss"] if history else None,
+        "survivors_up": survivors,
+        "devnet_exit": proc.returncode,
+        "nodes": summarise(samples, warm_s),
+        "all_flat": all(
+            n["rss_flat"] and n["fds_flat"] for n in summarise(samples, warm_s).values()
+        ),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.home:
+        args.home.mkdir(parents=True, exist_ok=True)
+        result = asyncio.run(run(args, args.home / "devnet"))
+    else:
+        with tempfile.TemporaryDirectory(prefix="tessera-soak-") as tmp:
+            result = asyncio.run(run(args, Path(tmp) / "devnet"))
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
