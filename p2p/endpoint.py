@@ -80,6 +80,10 @@ class Endpoint:
     def admission(self) -> AdmissionPolicy:
         return self._admission
 
+    @property
+    def transport(self) -> Transport:
+        return self._transport
+
     def register(
         self, cls: type[M], handler: Callable[[M, PeerSession], Awaitable[Message]]
     ) -> None:

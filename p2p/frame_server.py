@@ -27,6 +27,7 @@ from p2p.framing import (
     read_preamble,
 )
 from p2p.lane_support import InflightBudget, LaneLimits, error_notice
+from p2p.refusals import Reason
 from p2p.transport import Frame, FrameHandler, TransportError
 
 log = logging.getLogger(__name__)
@@ -117,17 +118,19 @@ class FrameServer:
             return False
         except FrameTooLarge as exc:
             self._counts["refused_too_large"] += 1
-            await self._hang_up(lane, error_notice(str(exc)))
+            await self._hang_up(lane, error_notice(Reason.TOO_LARGE, str(exc)))
             return False
         if served is None:
             self._counts["errors"] += 1
-            await self._hang_up(lane, error_notice(f"no handler for protocol {protocol!r}"))
+            await self._hang_up(
+                lane, error_notice(Reason.UNKNOWN_TYPE, f"no handler for protocol {protocol!r}")
+            )
             return False
         self._counts["bytes_in"] += PREAMBLE_SIZE
         if not self._budget.reserve(lane.remote, body_len):
             self._counts["refused_mem_cap"] += 1
             notice = f"{body_len}-byte body is over the in-flight cap of {self._budget.cap} bytes"
-            await self._hang_up(lane, error_notice(notice))
+            await self._hang_up(lane, error_notice(Reason.OVER_CAPACITY, notice))
             return False
         try:
             return await self._answer(lane, served.handler, head_len, body_len)
@@ -144,7 +147,7 @@ class FrameServer:
                 refusal = await lane.check_head(handler, head, body_len)
             except Exception:
                 log.exception("check_head failed")
-                refusal = error_notice("internal error")
+                refusal = error_notice(Reason.INTERNAL, "internal error")
             if refusal is None:
                 body = await read_body(lane.channel, body_len)
                 self._counts["bytes_in"] += body_len
@@ -158,11 +161,11 @@ class FrameServer:
         except Exception:
             log.exception("frame handler failed")
             self._counts["errors"] += 1
-            await self._hang_up(lane, error_notice("internal error"))
+            await self._hang_up(lane, error_notice(Reason.INTERNAL, "internal error"))
             return False
         if not reply.head:  # reserved for transport error notices
             log.error("frame handler replied with an empty head")
-            reply = error_notice("internal error")
+            reply = error_notice(Reason.INTERNAL, "internal error")
         self._counts["bytes_out"] += await lane.send(reply)
         self._counts["frames_out"] += 1
         return True

@@ -1,7 +1,8 @@
 """Pieces shared by the libp2p lane and the bulk TCP lane: limits, counters, budgets, idle pools.
 
 A transport-level refusal (frame over a cap, no handler for the protocol, handler crashed) is
-answered with an *error notice*: a frame with an empty head whose body is the reason in UTF-8.
+answered with an *error notice*: a frame with an empty head whose body is `reason_code: detail`
+in UTF-8.
 Envelope heads are never empty, so the requester can tell a notice from a handler's reply.
 """
 
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from p2p.refusals import Reason
 from p2p.transport import Frame, TransportError
 
 K = TypeVar("K")
@@ -45,8 +47,9 @@ class LaneLimits:
     pool_size: int = 32  # idle client streams/connections kept per (peer, protocol) or address
 
 
-def error_notice(reason: str) -> Frame:
-    return Frame(head=b"", body=reason.encode()[:_MAX_NOTICE])
+def error_notice(code: Reason, detail: str) -> Frame:
+    """A transport-level refusal: `code: detail` (the code is a refusal reason code)."""
+    return Frame(head=b"", body=f"{code.value}: {detail}".encode()[:_MAX_NOTICE])
 
 
 def raise_if_notice(reply: Frame, peer: str) -> Frame:

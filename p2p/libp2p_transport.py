@@ -82,6 +82,10 @@ class Libp2pTransport:
             except HostError as exc:
                 raise TransportError(f"cannot serve {protocol}: {exc}") from exc
 
+    def bulk_address_of(self, peer_id: str) -> str | None:
+        """The bulk-lane address `peer_id` announced (None: unknown, or it has none)."""
+        return self._bulk_addrs.get(peer_id)
+
     def set_bulk_address(self, peer_id: str, address: str) -> None:
         """Where `peer_id`'s bulk lane listens ("host:port"); "" forgets it."""
         if not address:

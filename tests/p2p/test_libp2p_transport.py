@@ -189,7 +189,7 @@ async def test_body_over_max_body_is_refused(make_node: MakeNode, lane: str):
     a, b = await pair(make_node, max_body=MiB)
     if lane == "bulk":
         a.transport.set_bulk_address(b.peer_id, b.transport.bulk_address)
-    with pytest.raises(TransportError, match="refused the frame: frame of .* exceeds"):
+    with pytest.raises(TransportError, match="refused the frame: too_large: frame of .* exceeds"):
         await a.ask(b, Frame(b"too-big", bytes(MiB + 1)))
     assert b.handler.checked == []
     assert b.counters["refused_too_large"] == 1
