@@ -60,7 +60,7 @@ def _node_parser(sub: Any) -> None:
         metavar="KIND",
         help="test/devnet only: run the miner as a cheater of this kind (miner.fault): "
         "lazy, random, stale, copycat, nan, late, free-rider, bad-merge (KIND:F cheats in one "
-        "window of 1/F, e.g. lazy:0.25)",
+        "window of 1/F, e.g. lazy:0.25); flaky-net:F loses or delays a share F of its requests",
     )
     p.add_argument(
         "--set",
@@ -100,7 +100,8 @@ def node_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "p2p.listen": args.listen,
         "p2p.bootstrap": args.bootstrap,
         "http.listen": args.http,
-        "miner.fault": args.fault,
+        "miner.fault": None if _flaky(args.fault) is not None else args.fault,
+        "p2p.flaky_net": _flaky(args.fault),
         "chain.network": args.chain,
         "chain.netuid": args.netuid,
     }
@@ -126,3 +127,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     result: int = args.func(args)
     return result
+
+
+def _flaky(fault: str | None) -> float | None:
+    """F of a `flaky-net:F` fault (a transport fault, `p2p.flaky_net`), else None."""
+    if not fault or not fault.startswith("flaky-net"):
+        return None
+    _, _, rate = fault.partition(":")
+    try:
+        return float(rate or 0.05)
+    except ValueError:
+        raise SystemExit(f"tessera node: --fault {fault}: F must be a number") from None

@@ -38,10 +38,12 @@ from node.status_http import StatusServer, build_app
 from p2p.admission import RegisteredHotkeys
 from p2p.binding import HotkeyBinding
 from p2p.endpoint import Endpoint
+from p2p.flaky_transport import FlakyTransport
 from p2p.host import P2PHost
 from p2p.identity import NodeKey
 from p2p.libp2p_transport import Libp2pTransport
 from p2p.messages import Hello
+from p2p.transport import Transport
 from store import BlobStore, Store
 
 log = logging.getLogger(__name__)
@@ -136,10 +138,15 @@ class NodeService(Service):
             self._host = host
             transport = Libp2pTransport(host, cfg.p2p)
             stack.push_async_callback(close_bounded, "transport", transport.close, timeout)
+            wire: Transport = transport
+            if cfg.p2p.flaky_net:
+                wire = FlakyTransport(transport, cfg.p2p.flaky_net)
+                log.warning("flaky-net fault: losing or delaying %.0f%% of requests",
+                            100 * cfg.p2p.flaky_net)  # fmt: skip
             endpoint = self.endpoint = Endpoint(
                 self._key,
                 cfg.node.run_id,
-                transport,
+                wire,
                 admission=cfg.admission.build(),
                 hello=lambda: self._hello(transport.bulk_address),
                 limits=cfg.limits,

@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, TypeVar
 
 from p2p.admission import AdmissionPolicy, PeerSession, verify_hello_binding
 from p2p.endpoint_checks import HeadChecker
@@ -26,17 +26,12 @@ from p2p.messages import Hello, Message, Refusal, Welcome
 from p2p.refusals import Reason, RefusalLedger, Refused
 from p2p.registry import REPLIES
 from p2p.tensors import check_finite
-from p2p.transport import Frame, Transport, nbytes
+from p2p.transport import Frame, SupportsBulkLane, Transport, nbytes
 from store.errors import MapFullError
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=Message)
 Handler = Callable[[Any, PeerSession], Awaitable[Message]]
-
-
-@runtime_checkable
-class SupportsBulkLane(Protocol):
-    def set_bulk_address(self, peer_id: str, address: str) -> None: ...
 
 
 class Endpoint:

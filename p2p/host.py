@@ -51,6 +51,8 @@ class HostConfig:
     bulk_listen: str = "127.0.0.1:0"  # "host:port" of the plain-TCP bulk lane; "" disables it
     bulk_threshold_bytes: int = 256 * 1024  # bodies this large go over the bulk lane
     peer_inflight_bytes: int = 512 * 1024 * 1024  # body bytes held per remote before refusing
+    flaky_net: float = 0.0
+    """Test and chaos runs only: lose or delay this share of outgoing requests (0 = never)."""
 
     def __post_init__(self) -> None:
         if not self.listen:
@@ -69,6 +71,8 @@ class HostConfig:
             raise ValueError("p2p.max_peers must be >= 1")
         if self.bulk_listen and not _is_host_port(self.bulk_listen):
             raise ValueError(f"p2p.bulk_listen must be host:port, got {self.bulk_listen!r}")
+        if not 0 <= self.flaky_net < 1:
+            raise ValueError(f"p2p.flaky_net must be in [0, 1), got {self.flaky_net}")
         if self.bulk_threshold_bytes < 0 or self.peer_inflight_bytes < 1:
             raise ValueError("p2p.bulk_threshold_bytes must be >= 0, peer_inflight_bytes >= 1")
 

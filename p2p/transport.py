@@ -10,7 +10,7 @@ before its body is read; then it reads the body and hands over the whole frame.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from p2p.errors import P2PError
 
@@ -62,3 +62,10 @@ class Transport(Protocol):
         """Send `frame` to `peer_id` and return its reply; raises TransportError. `bulk` asks
         for the transport's bulk lane whatever the frame's size (the reply will be large)."""
         ...
+
+
+@runtime_checkable
+class SupportsBulkLane(Protocol):
+    """A transport with a bulk lane: it learns each peer's bulk address from its Hello."""
+
+    def set_bulk_address(self, peer_id: str, address: str) -> None: ...
