@@ -86,6 +86,8 @@ class DevnetPlan:
     runs: list[Competition] = field(default_factory=list)
     """Several runs at once (SN9-style competitions), each its own orchestrator, miners and
     validators on its own subnet mechanism; the validators of all runs share their hotkeys."""
+    per_node: dict[str, list[str]] = field(default_factory=dict)
+    """Extra `KEY=VALUE` overrides of single nodes by name (e.g. a miner's small store)."""
 
     def __post_init__(self) -> None:
         if len(self.faults) > self.miner_count:
@@ -241,6 +243,7 @@ class Devnet:
         sets += self.plan.node_sets(self.root)
         sets += self.plan.run_sets(node.spec, self.root)
         sets += self.plan.chain_sets(node.spec, self.root, hotkeys)
+        sets += self.plan.per_node.get(node.name, [])
         return [a for s in sets for a in ("--set", s)]
 
     async def start(self, *, timeout: float = 30.0) -> None:
