@@ -154,3 +154,34 @@ async def test_retention_keeps_units_and_forgets_them_in_time(tmp_path: Path) ->
         assert retention.lookup(0, 1, 2, "backward") == {} and blobs.count() == 0
         assert retention.sha256_of(b"i" * 32) is None and store.stats()["entries"]["mining"] == 0
         assert counters["retained_units"] == 1 and seconds["retention"] > 0
+
+
+async def test_retention_evicts_past_its_budget_without_waiting_for_its_gc(
+    tmp_path: Path,
+) -> None:
+    """A tiny-model miner filled a 512 MiB map in two minutes: its retention evicted only at its
+    minute GC. Now the run loop evicts as soon as the blobs pass the budget."""
+    with Store.open(tmp_path / "store", StoreConfig(sync=False, map_size_mib=64)) as store:
+        counters: Counter[str] = Counter()
+        retention = Retention(
+            store, RUN, counters, defaultdict(float), retention_s=3600.0, max_bytes=40_000,
+            flush_s=0.01, gc_interval_s=3600.0,
+        )  # fmt: skip
+        runner = asyncio.create_task(run_service(retention))
+        try:
+            for batch in range(20):
+                retention.add(
+                    RetainedUnit(
+                        window=0, batch=batch, stage=0, direction="forward", route=f"r{batch}",
+                        inputs=bytes([batch]) * 10_000, outputs=b"",
+                        input_digest=bytes([batch]) * 32,
+                        output_digest=blake3.blake3(b"").digest(), weights_version="v0",
+                    )
+                )  # fmt: skip
+                await asyncio.sleep(0.03)
+            blobs = BlobStore(store)
+            assert blobs.total_bytes() <= 40_000 and counters["retention_evicted"] >= 16
+            assert retention.sha256_of(bytes([19]) * 32) is not None  # the newest are kept
+        finally:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
