@@ -73,6 +73,9 @@ class Keys:
         tail = f"/{route}" if route else ""  # a receipt naming no route keeps the older key
         return f"{self.batch_receipts(window, batch)}{_n(stage)}/{direction}/{signer}{tail}"
 
+    def window_receipts(self, window: int) -> str:
+        return f"{self.run}/b/{_n(window)}/"
+
     def batch_receipts(self, window: int, batch: int) -> str:
         return f"{self.run}/b/{_n(window)}/{_n(batch)}/"
 

@@ -23,6 +23,7 @@ from node.orchestration.ledger import (
     ReceiptRecord,
     Refusal,
 )
+from node.orchestration.pruning import RecordPruner
 from node.orchestration.registry import Miner, MinerState, Registry, RegistryConfig
 from node.orchestration.routes import BatchRecord, Direction, HopOutcome, Lease, Route, RouteState
 from node.orchestration.routing import Router, RoutingConfig
@@ -59,6 +60,7 @@ class Orchestrator:
         self.clock = WindowClock(keys, config.window, n)
         self.latency = LatencyModel(keys, config.leases, n)
         self.router = Router(keys, config.routing, self.registry, self.clock, self.latency)
+        self._pruner = RecordPruner(store, keys)
         self.router.group_size = config.window.group_size
         self.ledger = ReceiptLedger(keys, config.ledger, self.registry, self.router, self.clock)
         with store.write() as txn:
@@ -184,6 +186,10 @@ class Orchestrator:
     def disputes(self, window: int) -> list[Dispute]:
         with self._store.read() as txn:
             return self.ledger.disputes(txn, window)
+
+    def prune(self, keep_windows: int) -> int:
+        """Forget the receipts and routes of windows older than the newest `keep_windows`."""
+        return self._pruner.prune(self.run_state().window - keep_windows)
 
     def work_counts(self, window: int) -> dict[str, dict[str, int]]:
         with self._store.read() as txn:

@@ -183,12 +183,14 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
         try:
             removed = await asyncio.to_thread(self.blobs.gc)
             evicted = await asyncio.to_thread(self.blobs.evict_to, budget)
+            pruned = await asyncio.to_thread(self.core.prune, self.config.record_windows)
         except StoreError as exc:
             self._gc_counters["gc_failed"] += 1
             log.warning("blob GC failed: %s", exc)
             return
         self._gc_counters["blobs_expired"] += removed
         self._gc_counters["blobs_evicted"] += evicted
+        self._gc_counters["windows_pruned"] += pruned
 
     def _finished(self, window: int) -> bool:
         return bool(self.config.windows) and window >= self.config.windows

@@ -27,9 +27,12 @@ class OrchestratorConfig:
     data_cache: str = ""
     """Directory of the built corpus and tokenizer; empty = `<home>/data`."""
     eval_batches: int = 4
+    """Held-out batches per domain evaluated at each window end (0: no evaluation)."""
     threads: int = 1
     """torch threads for the evaluation (0: torch's default)."""
-    """Held-out batches per domain evaluated at each window end (0: no evaluation)."""
+    record_windows: int = 64
+    """Windows whose receipts and routes the store keeps (validators audit a window soon after
+    it closes); older ones are deleted, their summaries stay in the run's history."""
     max_miners_per_stage: int = 0
     """Miners routed per stage (0: no limit); the rest stand by. The miners of a stage merge
     their weights at each window end (`[orchestrator.merge]`)."""
@@ -43,6 +46,8 @@ class OrchestratorConfig:
                 "orchestrator.windows, max_in_flight, eval_batches and max_miners_per_stage "
                 "must be >= 0"
             )
+        if self.record_windows < 2:
+            raise ValueError("orchestrator.record_windows must be >= 2")
         if not (self.tick_s > 0 and self.assign_timeout_s > 0 and self.close_timeout_s > 0):
             raise ValueError("orchestrator.tick_s and timeouts must be > 0")
 

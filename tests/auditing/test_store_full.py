@@ -1,5 +1,6 @@
 """An orchestrator whose store is small keeps training: checkpoints beyond the store's blob
-budget are evicted oldest first at each window close, so its LMDB map never fills."""
+budget are evicted oldest first at each window close, and the receipts and routes of windows
+older than `orchestrator.record_windows` are deleted, so its LMDB map never fills."""
 
 from node.roles.orchestrator import OrchestratorComponent
 from store import BlobStore
@@ -13,7 +14,11 @@ MAP_MIB = 24  # a window's three stage checkpoints (with AdamW moments) take abo
 async def test_small_store_evicts_old_checkpoints_and_keeps_running(
     start_node: StartNode, audit_data
 ) -> None:
-    settings = {**orchestrator_settings(audit_data), "store.map_size_mib": MAP_MIB}
+    settings = {
+        **orchestrator_settings(audit_data),
+        "store.map_size_mib": MAP_MIB,
+        "orchestrator.record_windows": 4,
+    }
     orch = await start_node("orch", ["orchestrator"], **settings)
     for i in range(SPEC.n_stages):
         await start_node(
@@ -40,5 +45,12 @@ async def test_small_store_evicts_old_checkpoints_and_keeps_running(
     assert peak <= budget + one_window, (peak, budget)
     stats = orch.status()["store"]
     assert stats["used"] < stats["map_size"] and stats["blob_budget"] == budget
+    assert component._gc_counters["windows_pruned"] >= 8
+    now = component.core.run_state().window
+    assert component.core.receipts_for_batch(0, 0) == []  # window 0's records are gone
+    assert component.core.batch(0, 0) is None
+    assert component.core.receipts_for_batch(now - 1, 0)  # the newest windows' are kept
+    windows = [r["window"] for r in component.history.windows() if r.get("closed")]
+    assert windows[:3] == [0, 1, 2]  # their summaries stay in the history
     latest = component.history.latest_weights()
     assert len(latest) == SPEC.n_stages and all(blobs.has(d) for d in latest.values())
