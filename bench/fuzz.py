@@ -267,6 +267,9 @@ async def fuzz(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                     findings.append({**record, "outcome": outcome, "error": LAST_ERROR[0]})
             during = proc_figures(proc.pid) if proc.poll() is None else {}
             counted = await scrape_refusals(session, ends["http"]) - counted_before
+    except BaseException:
+        proc.kill()  # never leave the target running
+        raise
     finally:
         if peer_task is not None:
             peer_task.cancel()

@@ -108,12 +108,27 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
         *cmd, cwd=REPO, stdout=log, stderr=asyncio.subprocess.STDOUT
     )
+    try:
+        return await follow(args, root, proc, warm_s, log.name)
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+            await asyncio.wait_for(proc.wait(), 120)
+
+
+async def follow(
+    args: argparse.Namespace,
+    root: Path,
+    proc: asyncio.subprocess.Process,
+    warm_s: float,
+    log_name: str,
+) -> dict[str, Any]:
     samples: list[tuple[float, dict[str, dict[str, float]]]] = []
     timeout = aiohttp.ClientTimeout(total=20)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         while len(running_nodes(root)) < 9:
             if proc.returncode is not None:
-                raise SystemExit(f"bench: devnet exited early; see {log.name}")
+                raise SystemExit(f"bench: devnet exited early; see {log_name}")
             await asyncio.sleep(1)
         started = time.monotonic()
         nodes = 0
@@ -129,9 +144,8 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         async with session.get(f"{orchestrator['http']}/status") as response:
             run_doc = (await response.json())["orchestrator"]
         survivors = proc.returncode is None and len(await sample(session, root)) == nodes
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGINT)
-        await asyncio.wait_for(proc.wait(), 120)
+    proc.send_signal(signal.SIGINT)
+    await asyncio.wait_for(proc.wait(), 120)
     history = run_doc.get("history") or []
     return {
         "minutes": args.minutes,
