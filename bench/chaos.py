@@ -69,6 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--down-s", type=float, default=2.0, help="seconds a killed node stays down")
     p.add_argument("--small-map-mib", type=int, default=24, help="miner5's store.map_size_mib")
     p.add_argument("--timeout", type=float, default=1500.0)
+    p.add_argument("--home", type=Path, help="keep the devnet here (default: a temp dir)")
     p.add_argument("--json", action="store_true", help="print only the JSON result")
     return p.parse_args(argv)
 
@@ -216,7 +217,10 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         chaos.acknowledged()
         lost_receipts, lost_verdicts = chaos.lost()
         validator = await net.validators[0].status() or {}
-        verdicts = (validator.get("validator") or {}).get("verdicts") or {}
+        verdicts = {"pass": 0, "fail": 0, "inconclusive": 0}  # from its LMDB, across restarts
+        for counts in ((validator.get("validator") or {}).get("audited") or {}).values():
+            for outcome, n in counts.items():
+                verdicts[outcome] = verdicts.get(outcome, 0) + n
         survivors = all(node.running for node in net.nodes)
     finally:
         await net.stop(timeout=10.0)
@@ -247,8 +251,11 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="tessera-chaos-") as tmp:
-        result = asyncio.run(run(args, Path(tmp)))
+    if args.home:
+        result = asyncio.run(run(args, args.home))
+    else:
+        with tempfile.TemporaryDirectory(prefix="tessera-chaos-") as tmp:
+            result = asyncio.run(run(args, Path(tmp)))
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
 
