@@ -140,7 +140,12 @@ class EvidenceFetcher:
         )
         evidence.digests.extend(blake3.blake3(h).digest() for _, h in mine.items)
         if any(r.stage != stage for r, _ in mine.items):
-            evidence.missing.append("receipts of more than one stage")
+            # The orchestrator moved it to another stage within the window (e.g. re-admitting
+            # miners after a restart): one stage's replay cannot judge the other stage's units,
+            # so the window can neither pass nor fail.
+            note = "receipts of more than one stage (reassigned within the window)"
+            evidence.missing.append(note)
+            evidence.incomplete.append(note)
         taken: dict[int, int] = {}
         for route_id, miners in info.routes.items():
             batch = info.batches.get(route_id)

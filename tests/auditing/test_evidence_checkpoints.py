@@ -5,6 +5,7 @@ judged against the stage's merged weights, which are not what it computed: its e
 the gap (a pass becomes inconclusive), and no reported checkpoint is fetched.
 """
 
+import dataclasses
 from typing import Any
 
 from node.auditing.evidence import EvidenceFetcher, Receipts
@@ -53,3 +54,19 @@ async def test_a_miner_alone_on_its_stage_is_held_to_the_stages_checkpoint() -> 
     alone = info({f"{W}.0.1": ["a"]})  # no merge: the stage's end is the miner's own
     ev = await fetcher(alone, ["a"]).gather(alone, "a", 1)
     assert ev is not None and ev.reported == CKPT["merged"] and ev.missing == []
+
+
+async def test_a_miner_moved_to_another_stage_within_a_window_cannot_fail_it() -> None:
+    """Chaos found it: after an orchestrator restart a miner held stage 0 then stage 1 in one
+    window, and the stage-0 replay of its stage-1 units failed it (input_mismatch)."""
+    routes = {f"{W}.0.1": ["a", "b"], f"{W}.1.1": ["c", "a"]}
+    moved = info(routes, ends={"a": "own"})
+    f = fetcher(moved, ["a"])
+    first = receipts("a", 0).items[0]
+    on_stage_1 = (dataclasses.replace(first[0], stage=1, batch=1, route=f"{W}.1.1"), b"head")
+    f._receipts[(W, "a")] = Receipts("a", [first, on_stage_1])
+    f._receipts[(W, "b")] = Receipts("b", [])  # its stage-1 neighbour on route 0
+    ev = await f.gather(moved, "a", 2)
+    assert ev is not None
+    note = "receipts of more than one stage (reassigned within the window)"
+    assert note in ev.incomplete and note in ev.missing  # neither a fail nor a pass
