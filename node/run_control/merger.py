@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 from node.blob_server import keep_blob
+from node.run_control.merge_deadline import MergeDeadline
 from p2p.endpoint import Endpoint
 from p2p.errors import P2PError
 from p2p.merge_messages import MergeReport, MergeStart
@@ -41,7 +43,11 @@ class MergeConfig:
     """Average the members' AdamW moments with their parameters (plain averages: with an outer
     step each member keeps its own); docs/decisions.md, Stage merge."""
     deadline_s: float = 60.0
-    """How long members have for one merge (owners gather until 40 % of it)."""
+    """The longest members may have for one merge (owners gather until 40 % of it); the
+    deadline sent is `deadline_k` times the merges' typical duration, at least `min_deadline_s`
+    (`node.run_control.merge_deadline`)."""
+    deadline_k: float = 10.0
+    min_deadline_s: float = 5.0
     checkpoint_retention_s: float = 7 * 24 * 3600.0
     """How long the orchestrator keeps each miner's checkpoints (audit evidence); the newest
     window's are kept until a newer window replaces them."""
@@ -55,6 +61,8 @@ class MergeConfig:
             raise ValueError("orchestrator.merge.outer_lr must be >= 0")
         if not 0 <= self.outer_momentum < 1 or not self.deadline_s > 0:
             raise ValueError("orchestrator.merge.outer_momentum in [0, 1), deadline_s > 0")
+        if not 0 < self.min_deadline_s <= self.deadline_s or not self.deadline_k > 0:
+            raise ValueError("orchestrator.merge: need 0 < min_deadline_s <= deadline_s, k > 0")
         if not self.checkpoint_retention_s > 0:
             raise ValueError("orchestrator.merge.checkpoint_retention_s must be > 0")
 
@@ -73,6 +81,9 @@ class StageMerger:
         self._blobs = blobs
         self.config = config
         self.counters: Counter[str] = Counter()
+        self.deadline = MergeDeadline(
+            max_s=config.deadline_s, min_s=config.min_deadline_s, k=config.deadline_k
+        )
 
     async def merge(
         self, window: int, stage: int, members: dict[str, float], start: str
@@ -92,13 +103,15 @@ class StageMerger:
             robust=cfg.robust,
             outer_lr=cfg.outer_lr,
             outer_momentum=cfg.outer_momentum,
-            deadline_s=cfg.deadline_s,
+            deadline_s=(deadline := self.deadline.seconds()),
             moments=cfg.moments,
         )
+        started = time.monotonic()
         replies = await asyncio.gather(
-            *(self._ep.request(p, msg, timeout=cfg.deadline_s + 30.0) for p in peers),
+            *(self._ep.request(p, msg, timeout=deadline + 30.0) for p in peers),
             return_exceptions=True,
         )
+        elapsed = time.monotonic() - started
         out = StageMerge()
         for peer, reply in zip(peers, replies, strict=True):
             if isinstance(reply, MergeReport) and (reply.window, reply.stage) == (window, stage):
@@ -106,6 +119,7 @@ class StageMerger:
             else:
                 self.counters["member_failed"] += 1
                 log.warning("merge of stage %s: %s answered %r", stage, peer, reply)
+        self.deadline.observe(elapsed, members=len(peers), reported=len(out.reports))
         votes = Counter(r.merged_version for r in out.reports.values())
         if not votes:
             self.counters["merge_failed"] += 1
