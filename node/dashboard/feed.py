@@ -82,8 +82,7 @@ class DashboardFeed(Service):
         """The newest snapshot if it is younger than the interval, else a fresh one."""
         if self._latest is None or time.monotonic() - self._latest[0] > self.config.interval_s:
             self._build()
-        assert self._latest is not None
-        return self._latest[1]
+        return self._latest[1] if self._latest is not None else b"{}"  # none built yet
 
     def close(self) -> None:
         """End every client's stream (the server is shutting down)."""
