@@ -7,8 +7,9 @@ descriptors (/proc of its pid), its LMDB use and blob bytes and count (`/status`
 
 Prints one JSON object: per node the figures at start, after warm-up (`--warmup-minutes`,
 default a quarter of the run, at most 10) and at the end, the largest after warm-up, and
-`rss_flat` / `fds_flat` (never above 110 % of the warm-up value afterwards); the run's windows and
-first and last loss; `survivors_up` (no node exited).
+`rss_flat` / `fds_flat` / `lmdb_flat` (never above 110 % of the warm-up value afterwards) and
+RSS and LMDB high-water every 5 minutes; the run's windows and first and last loss;
+`survivors_up` (no node exited).
 
     python bench/soak.py --minutes 60 --json
 """
@@ -91,11 +92,22 @@ def summarise(samples: list[tuple[float, dict[str, dict[str, float]]]], warm_s: 
             "warm": warm,
             "end": series[-1][1],
             "max_after_warmup": {k: max(f[k] for f in after) for k in FIGURES},
+            "every_5_min": _every(series, 300.0),
         }
-        for key, flag in (("rss_mib", "rss_flat"), ("fds", "fds_flat")):
+        flags = (("rss_mib", "rss_flat"), ("fds", "fds_flat"), ("lmdb_used_mib", "lmdb_flat"))
+        for key, flag in flags:
             node[flag] = node["max_after_warmup"][key] <= 1.10 * warm[key]
         report[name] = node
     return report
+
+
+def _every(series: list[tuple[float, dict[str, float]]], step_s: float) -> list[list[float]]:
+    """[minute, RSS MiB, LMDB high-water MiB] at the first sample of every `step_s`."""
+    out: list[list[float]] = []
+    for t, f in series:
+        if not out or t >= (len(out)) * step_s:
+            out.append([round(t / 60, 1), f["rss_mib"], f["lmdb_used_mib"]])
+    return out
 
 
 async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
@@ -147,6 +159,7 @@ async def follow(
     proc.send_signal(signal.SIGINT)
     await asyncio.wait_for(proc.wait(), 120)
     history = run_doc.get("history") or []
+    nodes = summarise(samples, warm_s)
     return {
         "minutes": args.minutes,
         "warmup_minutes": round(warm_s / 60, 2),
@@ -156,10 +169,9 @@ async def follow(
         "loss_last": history[-1]["loss"] if history else None,
         "survivors_up": survivors,
         "devnet_exit": proc.returncode,
-        "nodes": summarise(samples, warm_s),
-        "all_flat": all(
-            n["rss_flat"] and n["fds_flat"] for n in summarise(samples, warm_s).values()
-        ),
+        "nodes": nodes,
+        "all_flat": all(n["rss_flat"] and n["fds_flat"] for n in nodes.values()),
+        "lmdb_flat": all(n["lmdb_flat"] for n in nodes.values()),
     }
 
 

@@ -23,6 +23,7 @@ from node.config import NodeConfig
 from node.dashboard.feed import DashboardFeed
 from node.dashboard.view import dashboard_view
 from node.greeter import Greeter
+from node.memory_trim import trim_forever
 from node.metrics import NodeMetrics
 from node.peer_book import PeerBook
 from node.roles import (
@@ -180,7 +181,11 @@ class NodeService(Service):
                     *self._roles,
                     *self._extra,
                 ],
-                {"p2p-maintain": host.maintain, "watchdog": self._notifier.watchdog},
+                {
+                    "p2p-maintain": host.maintain,
+                    "watchdog": self._notifier.watchdog,
+                    "heap-trim": trim_forever,
+                },
             )
             stack.callback(self._remove_endpoints)
             self._write_endpoints()

@@ -1,11 +1,18 @@
 """Content-addressed blobs (sha256 hex digest -> bytes) with expiry, pinning and GC.
 
 Layout; every change updates data and index in one write transaction:
-  "blobs":      digest -> the raw bytes
+  "blobs":      digest -> the raw bytes, for a blob of at most one chunk
+                digest + b"#" + u32be(i) -> the i-th chunk of a larger blob
   "blob_index": b"m" + digest -> [size, expires_ms, pinned]
                 b"x" + u64be(expires_ms) + digest -> None, for every unpinned blob
                 b"t" -> total bytes of all blobs
 Expiry keys sort by time, so GC is a range scan from the start of b"x" up to `now`.
+Large blobs are cut into chunks of exactly CHUNK_PAGES LMDB pages: LMDB keeps a large value in
+contiguous overflow pages and reuses freed pages only in runs long enough for a new value, so
+blobs of mixed sizes coming and going leave runs too short for the next one and the file's
+high-water mark creeps up without bound although the blobs stay within their budget. Chunks of
+one size always fit the runs that freed chunks leave. (A store written before chunking holds
+large blobs whole under their digest; `get` and `delete` still handle them.)
 Methods take an optional `txn` to join a caller's write, e.g. to store a blob atomically with
 the record that refers to it.
 """
@@ -30,8 +37,14 @@ INDEX_TABLE = "blob_index"
 META_PREFIX = b"m"
 EXPIRY_PREFIX = b"x"
 TOTAL_KEY = b"t"
+CHUNK_MARK = b"#"
+CHUNK_PAGES = 16
+_PAGE_HEADER = 16
+"""Bytes of an LMDB overflow page run taken by its header: a value of `n * page - 16` bytes fills
+exactly `n` pages."""
 _MAX_MS = 2**64 - 1
 _U64 = struct.Struct(">Q")
+_U32 = struct.Struct(">I")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +70,7 @@ class BlobStore:
             if table not in store.tables:
                 raise UnknownTableError(table)
         self._store = store
+        self.chunk_bytes = CHUNK_PAGES * store.page_size - _PAGE_HEADER
         default = store.config.blob_retention_s if retention_s is None else retention_s
         self._retention_s = _check_retention(default)
 
@@ -76,7 +90,7 @@ class BlobStore:
         with self._writing(txn) as w:
             info = _read_info(w, digest)
             if info is None:
-                w.put_raw(BLOBS_TABLE, digest, view)
+                self._put_data(w, digest, view)
                 w.put(INDEX_TABLE, _meta_key(digest), [view.nbytes, expires_ms, False])
                 w.put(INDEX_TABLE, _expiry_key(expires_ms, digest), None)
                 _add_total(w, view.nbytes)
@@ -90,7 +104,16 @@ class BlobStore:
     def get(self, digest: str, *, txn: ReadTxn | None = None) -> bytes | None:
         """The blob's bytes, or None if absent."""
         with self._reading(txn) as r:
-            return r.get_raw(BLOBS_TABLE, _check_digest(digest))
+            whole = r.get_raw(BLOBS_TABLE, _check_digest(digest))
+            if whole is not None:
+                return whole
+            info = _read_info(r, digest)
+            if info is None:
+                return None
+            parts = [r.get_raw(BLOBS_TABLE, key) for key in self._chunk_keys(digest, info.size)]
+            if any(part is None for part in parts):
+                raise CorruptRecordError(BLOBS_TABLE, digest.encode(), "a chunk is missing")
+            return b"".join(parts)  # type: ignore[arg-type]
 
     def has(self, digest: str, *, txn: ReadTxn | None = None) -> bool:
         """Whether the blob is stored."""
@@ -107,7 +130,7 @@ class BlobStore:
             info = _read_info(w, _check_digest(digest))
             if info is None:
                 return False
-            _remove(w, info)
+            self._remove(w, info)
             return True
 
     def pin(self, digest: str, *, txn: WriteTxn | None = None) -> bool:
@@ -130,7 +153,7 @@ class BlobStore:
                 info = _read_info(w, key[1 + _U64.size :].decode("ascii", "replace"))
                 if info is None:
                     raise CorruptRecordError(INDEX_TABLE, key, "expiry entry of a missing blob")
-                _remove(w, info)
+                self._remove(w, info)
         return len(expired)
 
     def evict_to(self, max_bytes: int, batch: int = 64) -> int:
@@ -147,7 +170,7 @@ class BlobStore:
                     info = _read_info(w, key[1 + _U64.size :].decode("ascii", "replace"))
                     if info is None:
                         raise CorruptRecordError(INDEX_TABLE, key, "expiry entry of a missing blob")
-                    _remove(w, info)
+                    self._remove(w, info)
                     total -= info.size
                     evicted += 1
             if not evicted:
@@ -163,7 +186,31 @@ class BlobStore:
     def count(self) -> int:
         """The number of stored blobs."""
         with self._store.read() as r:
-            return r.count(BLOBS_TABLE)
+            return sum(1 for _ in r.scan(INDEX_TABLE, META_PREFIX))
+
+    def _put_data(self, txn: WriteTxn, digest: str, view: memoryview) -> None:
+        if view.nbytes <= self.chunk_bytes:
+            txn.put_raw(BLOBS_TABLE, digest, view)
+            return
+        flat = view.cast("B") if view.ndim != 1 or view.format != "B" else view
+        step = self.chunk_bytes
+        for i, key in enumerate(self._chunk_keys(digest, view.nbytes)):
+            txn.put_raw(BLOBS_TABLE, key, flat[i * step : (i + 1) * step])
+
+    def _chunk_keys(self, digest: str, size: int) -> list[bytes]:
+        if size <= self.chunk_bytes:
+            return []
+        head = digest.encode("ascii") + CHUNK_MARK
+        return [head + _U32.pack(i) for i in range(-(-size // self.chunk_bytes))]
+
+    def _remove(self, txn: WriteTxn, info: BlobInfo) -> None:
+        txn.delete(BLOBS_TABLE, info.digest)  # whole: small, or written before chunking
+        for key in self._chunk_keys(info.digest, info.size):
+            txn.delete(BLOBS_TABLE, key)
+        txn.delete(INDEX_TABLE, _meta_key(info.digest))
+        if not info.pinned:
+            txn.delete(INDEX_TABLE, _expiry_key(info.expires_ms, info.digest))
+        _add_total(txn, -info.size)
 
     def _set_pinned(self, digest: str, pinned: bool, txn: WriteTxn | None) -> bool:
         with self._writing(txn) as w:
@@ -205,14 +252,6 @@ def _read_info(txn: ReadTxn, digest: str) -> BlobInfo | None:
         case [int(size), int(expires_ms), bool(pinned)]:
             return BlobInfo(digest, size, expires_ms, pinned)
     raise CorruptRecordError(INDEX_TABLE, key, f"not a blob index entry: {meta!r}")
-
-
-def _remove(txn: WriteTxn, info: BlobInfo) -> None:
-    txn.delete(BLOBS_TABLE, info.digest)
-    txn.delete(INDEX_TABLE, _meta_key(info.digest))
-    if not info.pinned:
-        txn.delete(INDEX_TABLE, _expiry_key(info.expires_ms, info.digest))
-    _add_total(txn, -info.size)
 
 
 def _total(txn: ReadTxn) -> int:

@@ -70,6 +70,7 @@ class Store:
         self._schema_version = 0
         self._writers: set[int] = set()
         self._map_pressure = False
+        self._page_size = int(env.stat()["psize"])
 
     @classmethod
     def open(
@@ -144,6 +145,11 @@ class Store:
     def tables(self) -> tuple[str, ...]:
         """The declared table names."""
         return tuple(self._dbs)
+
+    @property
+    def page_size(self) -> int:
+        """LMDB's page size in bytes (the unit of its allocations)."""
+        return self._page_size
 
     @property
     def closed(self) -> bool:
