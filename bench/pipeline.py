@@ -12,6 +12,13 @@ seeds, on the same batch schedule (batch b of window w), with the same optimizer
   with 2 the stage's miners each train on their half of the batches and merge at each window
   end).
 
+A devnet runs for each count in `--validators` (default 1,0: with a validator replaying audits
+on the same cores, and without); the top-level figures are the first one's, `by_validators` has
+each one's ratio and per-miner time breakdown (`/status` → `miner.time`: the compute thread's
+shares of wall time in engine compute, (de)serialisation, digests, other job work and waiting
+for input, and the concurrent shares of sealing, opening, sending, retention and saves), also
+printed as a table on stderr.
+
 Prints one JSON object: `tokens_per_s_ratio` (devnet ÷ one process; goal >= 0.7), `loss_ratio`
 (devnet final loss ÷ one-process final loss at equal tokens, final = last window's mean train
 loss), `loss_ratio_step_matched` (devnet final loss ÷ one-process loss over the
@@ -26,6 +33,7 @@ the devnet's first window also covers start-up (the miners building their stages
 all-windows ratio is reported too.
 
     python bench/pipeline.py --json
+    python bench/pipeline.py --json --validators 0
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from time_table import time_table
 
 from training.data.build import build_dataset
 from training.determinism import set_determinism
@@ -73,7 +82,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--local-threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--miner-threads", type=int, default=1)
     p.add_argument("--miners-per-stage", type=int, default=1)
-    p.add_argument("--validators", type=int, default=1)
+    p.add_argument(
+        "--validators",
+        type=_counts,
+        default=[1, 0],
+        help="validator counts, comma-separated: a devnet runs for each (default 1,0: with the "
+        "validator replaying audits on the same cores, and without); the top-level figures "
+        "are the first one's",
+    )
     p.add_argument(
         "--eval-batches",
         type=int,
@@ -86,6 +102,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], help="passed on to `tessera devnet`")
     p.add_argument("--json", action="store_true", help="print only the JSON object")
     return p.parse_args(argv)
+
+
+def _counts(text: str) -> list[int]:
+    counts = [int(part) for part in text.split(",") if part.strip()]
+    if not counts or min(counts) < 0:
+        raise argparse.ArgumentTypeError(f"not a list of counts: {text!r}")
+    return counts
 
 
 def run_spec(args: argparse.Namespace) -> RunSpec:
@@ -142,10 +165,13 @@ def one_process(args: argparse.Namespace, spec: RunSpec, cache: Path) -> dict[st
     return {"threads": torch.get_num_threads(), "windows": windows, "step_losses": steps}
 
 
-def devnet(args: argparse.Namespace, spec: RunSpec, root: Path, cache: Path) -> dict[str, Any]:
+def devnet(
+    args: argparse.Namespace, spec: RunSpec, root: Path, cache: Path, validators: int
+) -> dict[str, Any]:
+    root.mkdir(parents=True, exist_ok=True)
     summary = root / "devnet-summary.json"
     cmd = [sys.executable, "-m", "node", "devnet", "--home", str(root / "devnet"), "--no-chain"]
-    cmd += ["--stages", str(spec.n_stages), "--validators", str(args.validators)]
+    cmd += ["--stages", str(spec.n_stages), "--validators", str(validators)]
     cmd += ["--miners", str(spec.n_stages * args.miners_per_stage)]
     cmd += ["--windows", str(args.windows), "--model", spec.model]
     cmd += ["--vocab-size", str(spec.vocab_size), "--seed", str(spec.seed)]
@@ -238,14 +264,33 @@ def main(argv: list[str] | None = None) -> int:
         say(args, f"one process at the devnet's global batch (accumulate {wide.accumulate})")
         global_batch = one_process(args, wide, cache)
     miners = spec.n_stages * args.miners_per_stage
-    say(args, f"devnet: {miners} miners x {args.miner_threads} thread(s); log {root}")
-    load["before_devnet"] = os.getloadavg()
-    net = devnet(args, spec, root, cache)
-    load["after_devnet"] = os.getloadavg()
+    steps = spec.batches_per_window // spec.accumulate
+    nets: dict[int, dict[str, Any]] = {}
+    for validators in args.validators:
+        home = root / f"validators-{validators}"
+        say(args, f"devnet: {miners} miners x {args.miner_threads} thread(s), "
+                  f"{validators} validator(s); log {home}")  # fmt: skip
+        load[f"before_devnet_{validators}v"] = os.getloadavg()
+        nets[validators] = devnet(args, spec, home, cache, validators)
+        load[f"after_devnet_{validators}v"] = os.getloadavg()
+        table = time_table(nets[validators].get("time_per_miner") or {})
+        print(f"time per miner, {validators} validator(s):\n{table}", file=sys.stderr, flush=True)
+    net = nets[args.validators[0]]
+    by_validators = {}
+    for validators, doc in nets.items():
+        figures = compare(local, doc, steps, args.miners_per_stage)
+        by_validators[str(validators)] = {
+            "tokens_per_s_ratio": figures["tokens_per_s_ratio"],
+            "tokens_per_s": figures["tokens_per_s"]["devnet"],
+            "loss_ratio": figures["loss_ratio"],
+            "time_per_miner": doc.get("time_per_miner") or {},
+        }
     out = {
         "spec": spec.to_record(),
         "windows": args.windows,
-        **compare(local, net, spec.batches_per_window // spec.accumulate, args.miners_per_stage),
+        "validators": args.validators[0],
+        **compare(local, net, steps, args.miners_per_stage),
+        "by_validators": by_validators,
         "loss_ratio_global_batch": net["final_loss"] / global_batch["windows"][-1]["loss"]
         if net["final_loss"]
         else None,

@@ -4,12 +4,15 @@ Starts a child process (this file with --serve: its own NodeKey, P2PHost + Libp2
 plain asyncio TCP server, all on 127.0.0.1 and uvloop), then sends float32 tensors of each size
 over three paths, interleaved per repetition because the machine is noisy:
 
-- p2p: the node's path. The head is sealed with the sender's NodeKey (Ed25519 over a head that
-  carries the body's blake3 digest, ``p2p.envelope``); the receiver checks the signature before
-  reading the body and the digest after, then answers a small sealed ack. Bodies of at least
-  ``bulk_threshold_bytes`` take the bulk lane, smaller ones libp2p.
+- p2p: the node's path between admitted peers. The head carries the body's blake3 digest and is
+  tagged with the pair's session key (keyed blake3, ``p2p.session_keys``: the two sides derived
+  it from X25519 keys exchanged at start, as Hello and Welcome carry them); the receiver checks
+  the tag before reading the body and the digest after, then answers a small tagged ack. Bodies of
+  at least ``bulk_threshold_bytes`` (default 0: all) take the bulk lane.
+- signed: the same with Ed25519 signatures instead of session tags (what every frame paid
+  before session keys, and what statements kept as evidence still pay).
 - tcp: an asyncio TCP connection on uvloop with the same framing, unsigned, acked at once.
-- libp2p_only: the p2p path with the bulk lane unused (Noise + Yamux all the way).
+- libp2p_only: the signed path with the bulk lane unused (Noise + Yamux all the way).
 
 Prints one JSON object: MB/s (10^6 bytes per second of payload, one way, over the round trip
 with the small ack), medians per size and path, ratio_16MiB (p2p / tcp) and 64-byte RTTs.
@@ -39,6 +42,7 @@ from p2p.framing import AsyncioStreamChannel, read_body, read_head, write_frame
 from p2p.host import HostConfig, P2PHost
 from p2p.identity import NodeKey
 from p2p.libp2p_transport import Libp2pTransport
+from p2p.session_keys import SessionKeys, SessionSecret, tag_ok
 from p2p.transport import Frame
 
 PROTO = "/tessera/bench/1"
@@ -51,28 +55,37 @@ Send = Callable[[Frame], Awaitable[Frame]]
 
 
 class Verifier:
-    """The receiving side of the p2p path: signature before the body, digest after, sealed ack."""
+    """The receiving side of the p2p path: tag or signature before the body, digest after, and
+    an ack tagged or signed as the request was."""
 
     def __init__(self, key: NodeKey) -> None:
         self._key = key
         self._seq = 0
+        self.keys: SessionKeys | None = None
 
     def check_head(self, peer: str | None, head: bytes, body_len: int) -> Frame | None:
         header, part, sig = decode_head(head)
-        if not signature_ok(header, part, sig) or header.body_len != body_len:
-            return self._ack(b"bad head")
+        if header.mac:
+            ok = self.keys is not None and tag_ok(self.keys.recv, part, sig)
+        else:
+            ok = signature_ok(header, part, sig)
+        if not ok or header.body_len != body_len:
+            return self._ack(b"bad head", header.mac)
         if peer is not None and header.sender != peer:
-            return self._ack(b"sender mismatch")
+            return self._ack(b"sender mismatch", header.mac)
         return None
 
     async def handle(self, peer: str | None, frame: Frame) -> Frame:
-        header, body = open_frame(frame, sender=peer)
+        recv = self.keys.recv if self.keys is not None else None
+        header, body = open_frame(frame, sender=peer, mac_key=recv)
         tensor = torch.frombuffer(body, dtype=torch.float32) if len(body) else None
-        return self._ack(b"ok" if tensor is None or tensor.numel() * 4 == header.body_len else b"?")
+        ok = tensor is None or tensor.numel() * 4 == header.body_len
+        return self._ack(b"ok" if ok else b"?", header.mac)
 
-    def _ack(self, meta: bytes) -> Frame:
+    def _ack(self, meta: bytes, mac: bool) -> Frame:
         self._seq += 1
-        return sealed(self._key, self._seq, b"", {"ack": meta.decode()})
+        send = self.keys.send if mac and self.keys is not None else None
+        return sealed(self._key, self._seq, b"", {"ack": meta.decode()}, mac_key=send)
 
 
 def tensor_bytes(size: int) -> memoryview:
@@ -80,7 +93,13 @@ def tensor_bytes(size: int) -> memoryview:
     return torch.randn(size // 4).numpy().data.cast("B")
 
 
-def sealed(key: NodeKey, seq: int, body: memoryview | bytes, meta: dict[str, str]) -> Frame:
+def sealed(
+    key: NodeKey,
+    seq: int,
+    body: memoryview | bytes,
+    meta: dict[str, str],
+    mac_key: bytes | None = None,
+) -> Frame:
     n = len(body)
     header = Header(
         type_id=1,
@@ -95,14 +114,16 @@ def sealed(key: NodeKey, seq: int, body: memoryview | bytes, meta: dict[str, str
         shape=(n // 4,) if n else None,
         meta=meta,
     )
-    return seal(key, header, body)
+    return seal(key, header, body, mac_key=mac_key)
 
 
 async def serve() -> None:
     host = P2PHost(NodeKey.generate(), HostConfig())
     await host.start()
     transport = Libp2pTransport(host)
-    transport.serve(PROTO, Verifier(NodeKey.generate()), max_body=128 * MiB)
+    verifier_key, secret = NodeKey.generate(), SessionSecret()
+    verifier = Verifier(verifier_key)
+    transport.serve(PROTO, verifier, max_body=128 * MiB)
     await transport.start()
 
     async def on_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -121,9 +142,14 @@ async def serve() -> None:
         "addr": host.listen_addrs[0],
         "bulk": transport.bulk_address,
         "tcp": f"127.0.0.1:{tcp.sockets[0].getsockname()[1]}",
+        "verifier": verifier_key.peer_id,
+        "session": secret.public_hex,
     }
     print(json.dumps(info), flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent ends
+    loop = asyncio.get_running_loop()
+    client = json.loads(await loop.run_in_executor(None, sys.stdin.readline))
+    verifier.keys = secret.keys_with(verifier_key.peer_id, client["peer_id"], client["session"])
+    await loop.run_in_executor(None, sys.stdin.read)  # until the parent ends
     tcp.close()
     await transport.close()
     await host.stop()
@@ -135,7 +161,12 @@ async def measure() -> dict[str, object]:
     )
     assert child.stdout is not None and child.stdin is not None
     info = json.loads(await child.stdout.readline())
-    key = NodeKey.generate()
+    key, secret = NodeKey.generate(), SessionSecret()
+    child.stdin.write(json.dumps({"peer_id": key.peer_id, "session": secret.public_hex}).encode())
+    child.stdin.write(b"\n")
+    await child.stdin.drain()
+    keys = secret.keys_with(key.peer_id, info["verifier"], info["session"])
+    assert keys is not None
     host = P2PHost(key, HostConfig())
     await host.start()
     transport = Libp2pTransport(host)
@@ -151,6 +182,8 @@ async def measure() -> dict[str, object]:
             transport.set_bulk_address(info["peer_id"], info["bulk"])
             return await transport.request(info["peer_id"], PROTO, frame, timeout=TIMEOUT_S)
 
+        signed = p2p
+
         async def libp2p_only(frame: Frame) -> Frame:
             transport.set_bulk_address(info["peer_id"], "")
             return await transport.request(info["peer_id"], PROTO, frame, timeout=TIMEOUT_S)
@@ -164,15 +197,22 @@ async def measure() -> dict[str, object]:
             nonlocal seq
             seq += 1
             started = time.perf_counter()
-            # Signing and hashing are part of the p2p path's cost.
-            frame = Frame(b"h" * 64, body) if path == "tcp" else sealed(key, seq, body, {})
+            # Tagging or signing and hashing are part of the path's cost.
+            mac = keys.send if path == "p2p" else None
+            frame = Frame(b"h" * 64, body) if path == "tcp" else sealed(key, seq, body, {}, mac)
             reply = await send(frame)
-            elapsed = time.perf_counter() - started
-            if path != "tcp" and open_frame(reply)[0].meta.get("ack") != "ok":
-                raise RuntimeError(f"{path}: unexpected reply {reply.head!r}")
-            return elapsed
+            if path != "tcp":
+                recv = keys.recv if path == "p2p" else None
+                if open_frame(reply, mac_key=recv)[0].meta.get("ack") != "ok":
+                    raise RuntimeError(f"{path}: unexpected reply {reply.head!r}")
+            return time.perf_counter() - started
 
-        paths: dict[str, Send] = {"p2p": p2p, "tcp": tcp, "libp2p_only": libp2p_only}
+        paths: dict[str, Send] = {
+            "p2p": p2p,
+            "tcp": tcp,
+            "signed": signed,
+            "libp2p_only": libp2p_only,
+        }
         mbps: dict[str, dict[str, float]] = {p: {} for p in paths}
         for name, size in SIZES.items():
             body = tensor_bytes(size)
@@ -187,15 +227,19 @@ async def measure() -> dict[str, object]:
         small = tensor_bytes(64)
         rtt = {p: [await one(p, s, small) for _ in range(RTT_REPS)] for p, s in paths.items()}
         writer.close()
+        median_rtt = {p: statistics.median(times) for p, times in rtt.items()}
         return {
             "unit": "MB/s = 1e6 payload bytes per second one way (round trip incl. small ack)",
-            "mbps": {"p2p": mbps["p2p"], "tcp": mbps["tcp"]},
+            "mbps": {"p2p": mbps["p2p"], "tcp": mbps["tcp"], "signed": mbps["signed"]},
             "ratio_16MiB": round(mbps["p2p"]["16MiB"] / mbps["tcp"]["16MiB"], 2),
-            "rtt_ms_64B": round(statistics.median(rtt["p2p"]) * 1000, 2),
-            "rtt_ms_64B_tcp": round(statistics.median(rtt["tcp"]) * 1000, 3),
+            "ratio_64KiB": round(mbps["p2p"]["64KiB"] / mbps["tcp"]["64KiB"], 2),
+            "rtt_ms_64B": round(median_rtt["p2p"] * 1000, 3),
+            "rtt_ms_64B_tcp": round(median_rtt["tcp"] * 1000, 3),
+            "rtt_ratio_64B": round(median_rtt["p2p"] / median_rtt["tcp"], 1),
+            "rtt_ms_64B_signed": round(median_rtt["signed"] * 1000, 3),
             "libp2p_only": {
                 "mbps": mbps["libp2p_only"],
-                "rtt_ms_64B": round(statistics.median(rtt["libp2p_only"]) * 1000, 2),
+                "rtt_ms_64B": round(median_rtt["libp2p_only"] * 1000, 2),
             },
             "reps": REPS,
             "bulk_threshold_bytes": HostConfig().bulk_threshold_bytes,

@@ -15,6 +15,7 @@ from typing import Protocol
 from p2p.binding import HotkeyBinding
 from p2p.errors import BindingError
 from p2p.refusals import Reason, Refused
+from p2p.session_keys import SessionKeys
 
 
 class AdmissionPolicy(Protocol):
@@ -100,6 +101,8 @@ class PeerSession:
     capacity: float
     bulk_addr: str
     admitted_at: float = field(default_factory=time.time)
+    keys: SessionKeys | None = None
+    """The pair's session keys (None: the peer announced none; its frames are signed)."""
 
 
 def verify_hello_binding(

@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -25,12 +26,14 @@ from p2p.limits import LimitsConfig
 from p2p.messages import Hello, Message, Refusal, Welcome
 from p2p.refusals import Reason, RefusalLedger, Refused
 from p2p.registry import REPLIES
+from p2p.session_keys import SessionSecret
 from p2p.tensors import check_finite
 from p2p.transport import Frame, SupportsBulkLane, Transport, nbytes
 from store.errors import MapFullError
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=Message)
+_SIGNED_ALWAYS = (Hello, Welcome, Refusal)
 Handler = Callable[[Any, PeerSession], Awaitable[Message]]
 
 
@@ -59,12 +62,18 @@ class Endpoint:
         self._hello = hello
         self._clock = clock
         self._seq = SeqCounter()
+        self._secret = SessionSecret()
         self.sessions: dict[str, PeerSession] = {}
         self.refusals = RefusalLedger()
         self._checks = HeadChecker(
             None if any_run else run, limits or LimitsConfig(), self.sessions, clock
         )
         self._pending_hello: dict[str, asyncio.Future[PeerSession]] = {}
+        self.rehellos = 0
+        """Requests asked again after greeting a peer that did not know us (or our keys)."""
+        self.seconds: defaultdict[str, float] = defaultdict(float)
+        """Time spent sealing frames (encode, digest, tag or signature) and opening them (head
+        checks, tag or signature, digest, decode), requests and replies alike."""
         self.register(Hello, self._on_hello)
 
     @property
@@ -85,8 +94,12 @@ class Endpoint:
         self._transport.serve(cls.protocol, _Served(self, cls, handler))
 
     def seal(
-        self, msg: Message, *, re: int | None = None, run: str | None = None
+        self, msg: Message, *, re: int | None = None, run: str | None = None, to: str | None = None
     ) -> tuple[Frame, int]:
+        """The frame of `msg` and its seq: tagged with the session key shared with `to` when
+        there is one (never Hello, Welcome and Refusal: they are read before or without a
+        session), signed otherwise."""
+        started = time.perf_counter()
         if re is not None:
             msg = dataclasses.replace(msg, re=re)  # type: ignore[call-arg]
         payload = msg.payload
@@ -105,7 +118,15 @@ class Endpoint:
             shape=payload.shape if payload else None,
             meta=msg.meta(),
         )
-        return seal(self._key, header, body), seq
+        frame = seal(self._key, header, body, mac_key=self._send_key(to, msg))
+        self.seconds["seal"] += time.perf_counter() - started
+        return frame, seq
+
+    def _send_key(self, to: str | None, msg: Message) -> bytes | None:
+        if to is None or isinstance(msg, _SIGNED_ALWAYS):
+            return None
+        session = self.sessions.get(to)
+        return session.keys.send if session is not None and session.keys is not None else None
 
     def statement(self, msg: Message) -> bytes:
         """`msg` (without a tensor) as a signed head others can keep as evidence."""
@@ -114,16 +135,43 @@ class Endpoint:
         return bytes(self.seal(msg)[0].head)
 
     async def request(self, peer_id: str, msg: Message, *, timeout: float = 30.0) -> Message:
-        """Send `msg` to `peer_id` and return its typed reply; a refusal raises Refused."""
+        """Send `msg` to `peer_id` and return its typed reply; a refusal raises Refused.
+
+        A peer that refuses us as `unknown_sender` (it has not taken our Welcome yet, or it
+        restarted), or refuses a tagged frame's tag (it holds other session keys), is greeted
+        again and asked once more."""
         if not isinstance(msg, Hello) and peer_id not in self.sessions:
             await self.hello(peer_id, timeout=timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        sent_at = time.time()
+        answer, tagged = await self._exchange(peer_id, msg, timeout)
+        if isinstance(answer, Refusal) and not isinstance(msg, Hello):
+            reason = _reason(answer.reason)
+            if reason is Reason.UNKNOWN_SENDER or (reason is Reason.BAD_SIGNATURE and tagged):
+                self.rehellos += 1
+                session = self.sessions.get(peer_id)
+                if session is None or session.admitted_at <= sent_at:
+                    await self.hello(peer_id, timeout=max(deadline - loop.time(), 0.1))
+                answer, _ = await self._exchange(peer_id, msg, max(deadline - loop.time(), 0.1))
+        if isinstance(answer, Refusal):
+            raise Refused(_reason(answer.reason), f"refused by {peer_id}: {answer.detail}")
+        return answer
+
+    async def _exchange(self, peer_id: str, msg: Message, timeout: float) -> tuple[Message, bool]:
+        """One request and its opened reply; whether the request was tagged."""
         run = self.peer_runs.get(peer_id, self.run)
-        frame, seq = self.seal(msg, run=run)
+        tagged = self._send_key(peer_id, msg) is not None
+        frame, seq = self.seal(msg, run=run, to=peer_id)
         reply = await self._transport.request(
             peer_id, msg.protocol, frame, timeout=timeout, bulk=msg.bulk
         )
+        opened = time.perf_counter()
         try:
-            header, body = open_frame(reply, sender=peer_id)
+            session = self.sessions.get(peer_id)
+            keys = session.keys if session is not None else None
+            recv = keys.recv if keys is not None else None
+            header, body = open_frame(reply, sender=peer_id, mac_key=recv)
             cls = REPLIES.get(header.type_id)
             other_run = header.run != run and cls is not Refusal  # a refusal may say wrong_run
             if cls is None or header.meta.get("re") != seq or other_run:
@@ -133,9 +181,9 @@ class Endpoint:
             reason = exc.reason if isinstance(exc, Refused) else Reason.MALFORMED
             self.refusals.record(peer_id, reason, f"bad reply: {exc}")
             raise Refused(reason, f"bad reply from {peer_id}: {exc}") from None
-        if isinstance(answer, Refusal):
-            raise Refused(_reason(answer.reason), f"refused by {peer_id}: {answer.detail}")
-        return answer
+        finally:
+            self.seconds["open"] += time.perf_counter() - opened
+        return answer, tagged
 
     async def hello(self, peer_id: str, *, timeout: float = 30.0) -> PeerSession:
         """Introduce ourselves; the Welcome admits the peer to us as our Hello admits us to it."""
@@ -147,7 +195,7 @@ class Endpoint:
         return await asyncio.shield(pending)
 
     async def _do_hello(self, peer_id: str, timeout: float) -> PeerSession:
-        welcome = await self.request(peer_id, self._hello(), timeout=timeout)
+        welcome = await self.request(peer_id, self._my_hello(), timeout=timeout)
         if not isinstance(welcome, Welcome):
             raise Refused(
                 Reason.MALFORMED, f"{peer_id} answered Hello with {type(welcome).__name__}"
@@ -160,21 +208,27 @@ class Endpoint:
 
     async def _on_hello(self, msg: Hello, peer: PeerSession) -> Message:
         self._admit(peer.peer_id, msg)
-        mine = self._hello()
+        mine = self._my_hello()
         return Welcome(
             roles=mine.roles,
             capacity=mine.capacity,
             binding=mine.binding,
             bulk_addr=mine.bulk_addr,
             agent=mine.agent,
+            session_key=mine.session_key,
         )
+
+    def _my_hello(self) -> Hello:
+        return dataclasses.replace(self._hello(), session_key=self._secret.public_hex)
 
     def _admit(self, peer_id: str, intro: Hello | Welcome) -> PeerSession:
         run = self.peer_runs.get(peer_id, self.run)  # any_run: the run the peer spoke in
         hotkey = verify_hello_binding(intro.binding, peer_id=peer_id, run=run, now=self._clock())
         if not self._admission.allows(hotkey, list(intro.roles)):
             raise self._admission.refusal(hotkey, list(intro.roles))
-        session = PeerSession(peer_id, hotkey, tuple(intro.roles), intro.capacity, intro.bulk_addr)
+        keys = self._secret.keys_with(self.peer_id, peer_id, intro.session_key)
+        roles = tuple(intro.roles)
+        session = PeerSession(peer_id, hotkey, roles, intro.capacity, intro.bulk_addr, keys=keys)
         self.sessions[peer_id] = session
         if intro.bulk_addr and isinstance(self._transport, SupportsBulkLane):
             self._transport.set_bulk_address(peer_id, intro.bulk_addr)
@@ -205,6 +259,13 @@ class _Served:
         self._handler = handler
 
     def check_head(self, peer: str | None, head: bytes, body_len: int) -> Frame | None:
+        started = time.perf_counter()
+        try:
+            return self._check_head(peer, head, body_len)
+        finally:
+            self._ep.seconds["open"] += time.perf_counter() - started
+
+    def _check_head(self, peer: str | None, head: bytes, body_len: int) -> Frame | None:
         seq, run = 0, None
         try:
             header, part, sig = decode_head(head)
@@ -223,11 +284,13 @@ class _Served:
         if run is not None:
             self._ep.note_run(sender, run)
         try:
+            opened = time.perf_counter()
             if nbytes(frame.body) != header.body_len or digest(frame.body) != header.digest:
                 raise Refused(Reason.BAD_DIGEST, "body does not match the signed digest")
             msg = self._cls.decode(header, frame.body)
             if msg.payload is not None:
                 check_finite(msg.payload)
+            self._ep.seconds["open"] += time.perf_counter() - opened
             session = self._ep.sessions.get(sender) or PeerSession(sender, None, (), 0.0, "")
             reply = await self._handler(msg, session)
         except MalformedMessage as exc:
@@ -242,7 +305,7 @@ class _Served:
             log.exception("handler for %s failed", self._cls.__name__)
             refusal = Refused(Reason.INTERNAL, type(exc).__name__)
             return self._ep.refusal_frame(sender, refusal, header.seq, run)
-        return self._ep.seal(reply, re=header.seq, run=run)[0]
+        return self._ep.seal(reply, re=header.seq, run=run, to=sender)[0]
 
 
 def _sender(head: bytes) -> str | None:

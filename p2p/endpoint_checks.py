@@ -9,6 +9,7 @@ from p2p.envelope import Header, signature_ok
 from p2p.limits import LimitsConfig, RateLimiter, ReplayGuard
 from p2p.messages import Hello, Message
 from p2p.refusals import Reason, Refused
+from p2p.session_keys import tag_ok
 from p2p.tensors import check_spec
 
 
@@ -50,7 +51,13 @@ class HeadChecker:
                 Reason.MALFORMED, f"body of {body_len} bytes, head says {header.body_len}"
             )
         check_spec(header.dtype, header.shape, body_len, dtypes=cls.dtypes, max_rank=cls.max_rank)
-        if not signature_ok(header, part, sig):
+        if header.mac:
+            session = self._sessions.get(header.sender)
+            if session is None:
+                raise Refused(Reason.UNKNOWN_SENDER, f"{header.sender} has not been admitted")
+            if session.keys is None or not tag_ok(session.keys.recv, part, sig):
+                raise Refused(Reason.BAD_SIGNATURE, f"head not tagged by {header.sender}'s session")
+        elif not signature_ok(header, part, sig):
             raise Refused(Reason.BAD_SIGNATURE, f"head not signed by {header.sender}")
         if peer is not None and peer != header.sender:
             raise Refused(Reason.SENDER_MISMATCH, f"{peer} relayed a message of {header.sender}")

@@ -3,8 +3,10 @@
 head = msgpack([MAGIC, type_id, version, run, sender, seq, ts, digest, body_len, dtype, shape,
 meta]) ‖ Ed25519 signature (64 bytes) over DOMAIN ‖ msgpack part. The body (tensor bytes) never
 enters msgpack; the head carries its blake3 digest, so the body's integrity follows from the
-head's signature whatever channel carried it. Decoding is strict and bounded: anything that does
-not parse raises MalformedMessage.
+head's signature whatever channel carried it. Between two admitted peers that share session
+keys (``p2p.session_keys``) the magic is MAC_MAGIC and the 64 bytes are a keyed blake3 tag
+instead: only the receiver can check it (`Header.mac`). Decoding is strict and bounded: anything
+that does not parse raises MalformedMessage.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from p2p.errors import IdentityError, P2PError
 from p2p.identity import NodeKey, public_bytes_from_peer_id
 from p2p.refusals import Reason, Refused
+from p2p.session_keys import tag, tag_ok
 from p2p.transport import MAX_HEAD_BYTES, Buffer, Frame, nbytes
 
 MAGIC = "tsr1"
+MAC_MAGIC = "tsm1"
 DOMAIN = b"tessera/envelope/1\x00"
 SIG_LEN = 64
 _FIELDS = 12
+_MAGICS = (MAGIC, MAC_MAGIC)
 
 
 class MalformedMessage(P2PError):
@@ -48,6 +53,8 @@ class Header:
     dtype: str | None = None
     shape: tuple[int, ...] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    mac: bool = False
+    """Tagged with the pair's session key rather than signed."""
 
 
 def digest(body: Buffer) -> bytes:
@@ -66,11 +73,14 @@ class SeqCounter:
         return next(self._next)
 
 
-def seal(key: NodeKey, header: Header, body: Buffer = b"") -> Frame:
-    """Encode and sign `header` (its sender, digest and body_len must describe `body`)."""
+def seal(
+    key: NodeKey, header: Header, body: Buffer = b"", *, mac_key: bytes | None = None
+) -> Frame:
+    """Encode and sign `header` (its sender, digest and body_len must describe `body`), or tag it
+    with the session key `mac_key` of sender and receiver."""
     part = msgpack.packb(
         [
-            MAGIC,
+            MAC_MAGIC if mac_key is not None else MAGIC,
             header.type_id,
             header.version,
             header.run,
@@ -85,7 +95,7 @@ def seal(key: NodeKey, header: Header, body: Buffer = b"") -> Frame:
         ],
         use_bin_type=True,
     )
-    head = part + key.sign(DOMAIN + part)
+    head = part + (tag(mac_key, part) if mac_key is not None else key.sign(DOMAIN + part))
     if len(head) > MAX_HEAD_BYTES:
         raise MalformedMessage(f"head of {len(head)} bytes exceeds {MAX_HEAD_BYTES}")
     return Frame(head=head, body=body)
@@ -115,9 +125,9 @@ def decode_head(head: bytes) -> tuple[Header, bytes, bytes]:
         msgpack.StackError,
     ) as exc:
         raise MalformedMessage(f"head does not decode: {exc}") from None
-    if not isinstance(fields, list) or len(fields) != _FIELDS or fields[0] != MAGIC:
+    if not isinstance(fields, list) or len(fields) != _FIELDS or fields[0] not in _MAGICS:
         raise MalformedMessage("head is not a tessera envelope")
-    _, type_id, version, run, sender, seq, ts, dig, body_len, dtype, shape, meta = fields
+    magic, type_id, version, run, sender, seq, ts, dig, body_len, dtype, shape, meta = fields
     ok = (
         _is_uint(type_id)
         and _is_uint(version)
@@ -146,11 +156,15 @@ def decode_head(head: bytes) -> tuple[Header, bytes, bytes]:
         dtype,
         tuple(shape) if shape is not None else None,
         meta,
+        mac=magic == MAC_MAGIC,
     )
     return header, part, sig
 
 
 def signature_ok(header: Header, part: bytes, sig: bytes) -> bool:
+    """Whether the head is signed by its sender (a session-tagged head never is)."""
+    if header.mac:
+        return False
     try:
         public = _public_key(header.sender)
     except IdentityError:
@@ -175,12 +189,18 @@ def _is_uint(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def open_frame(frame: Frame, *, sender: str | None = None) -> tuple[Header, Buffer]:
-    """Decode and fully verify a frame (signature, body digest, and `sender` when given)."""
+def open_frame(
+    frame: Frame, *, sender: str | None = None, mac_key: bytes | None = None
+) -> tuple[Header, Buffer]:
+    """Decode and fully verify a frame (signature or, with `mac_key`, the session tag; body
+    digest; and `sender` when given)."""
     header, part, sig = decode_head(frame.head)
     if sender is not None and header.sender != sender:
         raise Refused(Reason.SENDER_MISMATCH, f"signed by {header.sender}, expected {sender}")
-    if not signature_ok(header, part, sig):
+    if header.mac:
+        if mac_key is None or not tag_ok(mac_key, part, sig):
+            raise Refused(Reason.BAD_SIGNATURE, f"head not tagged by {header.sender}'s session")
+    elif not signature_ok(header, part, sig):
         raise Refused(Reason.BAD_SIGNATURE, f"head not signed by {header.sender}")
     if not body_ok(header, frame.body):
         raise Refused(Reason.BAD_DIGEST, "body does not match the signed digest")

@@ -49,7 +49,7 @@ class HostConfig:
     peer_exchange_interval_s: float = 2.0
     max_peers: int = 64
     bulk_listen: str = "127.0.0.1:0"  # "host:port" of the plain-TCP bulk lane; "" disables it
-    bulk_threshold_bytes: int = 256 * 1024  # bodies this large go over the bulk lane
+    bulk_threshold_bytes: int = 0  # bodies this large go over the bulk lane (0: every frame)
     peer_inflight_bytes: int = 512 * 1024 * 1024  # body bytes held per remote before refusing
     flaky_net: float = 0.0
     """Test and chaos runs only: lose or delay this share of outgoing requests (0 = never)."""

@@ -138,6 +138,8 @@ class Hello(Message):
     binding: dict[str, Any] | None = None
     bulk_addr: str = ""
     agent: str = ""
+    session_key: str = ""
+    """This process's X25519 public key (hex) for the pair's session keys (`p2p.session_keys`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,6 +153,7 @@ class Welcome(Message):
     binding: dict[str, Any] | None = None
     bulk_addr: str = ""
     agent: str = ""
+    session_key: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

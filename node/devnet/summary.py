@@ -3,7 +3,8 @@
 Shape: `{"model", "stages", "windows": [{"window", "loss", "tokens", "seconds", "tokens_per_s",
 "merged": {stage: members that merged}, "eval": {domain: {"loss", "perplexity"}}}],
 "tokens_per_s", "final_loss", "work_per_miner": {name: {"peer_id", "stage", "forward",
-"backward", "fault"}}, "perplexity": {domain: ppl}, "audits": {validator: audit_summary(...)}}`
+"backward", "fault"}}, "time_per_miner": {name: its `/status` miner.time}, "perplexity":
+{domain: ppl}, "audits": {validator: audit_summary(...)}}`
 plus `complete` (the orchestrator said the run is done), `wall_s` and the run's spec.
 """
 
@@ -94,6 +95,10 @@ def build_summary(
         "first_loss": losses[0] if losses else None,
         "steps": (orch.get("progress") or {}).get("step"),
         "work_per_miner": work_per_miner(orch, miners),
+        "time_per_miner": {
+            name: ((status or {}).get("miner") or {}).get("time") or {}
+            for name, (_, status) in miners.items()
+        },
         "perplexity": perplexity,
         "wall_s": round(wall_s, 3),
         "spec": spec,

@@ -10,11 +10,13 @@ output is empty.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import torch
 
 from node.mining.state import BatchKey, StageHolding
+from node.mining.time_split import Laps
 from p2p.envelope import digest
 from p2p.tensors import TensorPayload
 from p2p.transport import Buffer
@@ -39,6 +41,8 @@ class StepResult:
     units: tuple[UnitRecord, ...]
     send: TensorPayload | None
     """The activation for stage + 1, or the gradient for stage - 1; None at the route's end."""
+    seconds: Mapping[str, float] = field(default_factory=dict)
+    """The job's time by part (`node.mining.time_split.JOB_PARTS`)."""
 
 
 def _unit(
@@ -58,6 +62,7 @@ def forward(holding: StageHolding, key: BatchKey, payload: TensorPayload | None)
     The last stage computes the loss and runs its backward at once.
     """
     engine = holding.engine
+    laps = Laps()
     targets: torch.Tensor | None = None
     if holding.is_first:
         x, targets = _targets(holding, key)
@@ -68,27 +73,45 @@ def forward(holding: StageHolding, key: BatchKey, payload: TensorPayload | None)
         x = payload.to_torch()
         if holding.is_last:
             targets = _targets(holding, key)[1]
+    laps.lap("serialise")
     version = engine.weights_digest()
+    laps.lap("digests")
     out = engine.forward(key, x, targets if holding.is_last else None)
+    laps.lap("compute")
     if not holding.is_last:
         sent = TensorPayload.from_torch(out)
-        return StepResult((_unit(FORWARD, payload.data, sent.data, version),), sent)
+        laps.lap("serialise")
+        units = (_unit(FORWARD, payload.data, sent.data, version),)
+        laps.lap("digests")
+        return StepResult(units, sent, laps.seconds)
     loss_bytes = out.detach().to(torch.float32).reshape(1).cpu().numpy().tobytes()
+    laps.lap("serialise")
     fwd = _unit(FORWARD, payload.data, loss_bytes, version, float(out))
+    laps.lap("digests")
     grad = engine.backward_from_loss(key)
+    laps.lap("compute")
     back = TensorPayload.from_torch(grad) if grad is not None else None
+    laps.lap("serialise")
     bwd = _unit(BACKWARD, loss_bytes, back.data if back is not None else b"", version)
-    return StepResult((fwd, bwd), back)
+    laps.lap("digests")
+    return StepResult((fwd, bwd), back, laps.seconds)
 
 
 def backward(holding: StageHolding, key: BatchKey, payload: TensorPayload) -> StepResult:
     """Backward of `key` from the next stage's gradient; may step the optimizer."""
     engine = holding.engine
+    laps = Laps()
     version = engine.weights_digest()
-    grad = engine.backward(key, payload.to_torch())
+    laps.lap("digests")
+    gradient = payload.to_torch()
+    laps.lap("serialise")
+    grad = engine.backward(key, gradient)
+    laps.lap("compute")
     back = TensorPayload.from_torch(grad) if grad is not None else None
+    laps.lap("serialise")
     unit = _unit(BACKWARD, payload.data, back.data if back is not None else b"", version)
-    return StepResult((unit,), back)
+    laps.lap("digests")
+    return StepResult((unit,), back, laps.seconds)
 
 
 def forget(holding: StageHolding, keys: list[BatchKey]) -> None:

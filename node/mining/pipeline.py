@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from functools import partial
@@ -147,6 +148,8 @@ class Pipeline(Service):
         if result is None or state.holding is not holding:
             state.counters["stale_jobs"] += 1
             return None
+        for part, seconds in result.seconds.items():
+            state.job_seconds[part] += seconds
         for unit in result.units:
             self._record(holding, key, unit)
         return result
@@ -188,14 +191,18 @@ class Pipeline(Service):
             )
 
     async def _send(self, peer: str, msg: Message, what: str) -> bool:
-        return await send_with_retry(
-            self._endpoint,
-            peer,
-            msg,
-            deadline_s=self._limits.send_timeout_s,
-            counters=self._state.counters,
-            what=what,
-        )
+        started = time.perf_counter()
+        try:
+            return await send_with_retry(
+                self._endpoint,
+                peer,
+                msg,
+                deadline_s=self._limits.send_timeout_s,
+                counters=self._state.counters,
+                what=what,
+            )
+        finally:
+            self._state.seconds["send"] += time.perf_counter() - started
 
     # forgetting ------------------------------------------------------------------------------
 

@@ -128,7 +128,10 @@ class MinerState:
     batches: OpenBatches = field(default_factory=OpenBatches)
     counters: Counter[str] = field(default_factory=Counter)
     seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
-    """Wall seconds spent, by part (compute, retention, save)."""
+    """Wall seconds spent, by part (retention, save, send: sends awaiting their ack)."""
+    job_seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    """The compute thread's seconds in forward and backward jobs, by part (compute, serialise,
+    digests)."""
 
     @property
     def stage(self) -> int | None:

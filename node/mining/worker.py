@@ -36,6 +36,10 @@ class ComputeWorker(Service):
         self.seconds = 0.0
         """Wall seconds the thread spent in jobs."""
         self.jobs = 0
+        self.first_job_at: float | None = None
+        """`time.perf_counter()` when the first job started."""
+        self.last_job_end = 0.0
+        """`time.perf_counter()` when the latest job ended."""
 
     @property
     def queued(self) -> int:
@@ -74,6 +78,8 @@ class ComputeWorker(Service):
                 if future.done():  # cancelled by its submitter
                     continue
                 self._busy = True
+                if self.first_job_at is None:
+                    self.first_job_at = time.perf_counter()
                 try:
                     result = await loop.run_in_executor(executor, _timed, fn)
                 except Exception as exc:
@@ -87,6 +93,7 @@ class ComputeWorker(Service):
                         future.set_result(value)
                 finally:
                     self._busy = False
+                    self.last_job_end = time.perf_counter()
         finally:
             executor.shutdown(wait=False, cancel_futures=True)
             while not self._queue.empty():

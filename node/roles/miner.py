@@ -24,6 +24,7 @@ from node.mining.pipeline import Pipeline, PipelineLimits
 from node.mining.receipts import ReceiptSender
 from node.mining.retention import Retention
 from node.mining.state import STANDBY, MinerState
+from node.mining.time_split import breakdown
 from node.mining.worker import ComputeWorker
 from node.roles.base import RoleComponent, RoleContext
 from node.service import sleep_forever
@@ -227,6 +228,23 @@ class MinerComponent(RoleComponent[MinerConfig]):
             lambda: self.merges.counters + self.merges.book.counters,
         )
 
+    def _time_split(self) -> dict[str, Any]:
+        first = self.worker.first_job_at
+        state, seconds = self.state, self.ctx.endpoint.seconds
+        concurrent = {
+            "seal": seconds["seal"],
+            "open": seconds["open"],
+            "sending": state.seconds["send"],
+            "retention": state.seconds["retention"],
+            "save": state.seconds["save"],
+        }
+        return breakdown(
+            wall_s=0.0 if first is None else self.worker.last_job_end - first,
+            job_s=self.worker.seconds,
+            job_parts=state.job_seconds,
+            concurrent=concurrent,
+        )
+
     def status(self) -> dict[str, Any]:
         state, holding = self.state, self.state.holding
         engine = holding.engine if holding is not None else None
@@ -251,6 +269,7 @@ class MinerComponent(RoleComponent[MinerConfig]):
             "receipts_queued": self.receipts.queued,
             "last_loss": state.last_loss,
             "seconds": {"compute": self.worker.seconds, **state.seconds},
+            "time": self._time_split(),
             "events": dict(state.counters),
             "refusals": dict(self.ctx.endpoint.refusals.counts),
         }

@@ -62,9 +62,13 @@ def allow(*hotkeys) -> HotkeyAllowlist:
 
 
 def refusal_reason(frame: Frame) -> str | None:
-    header, body = open_frame(frame)
-    if header.type_id != Refusal.type_id:
+    """The reason of a refusal (always signed, so checked here); None for any other reply (those
+    between admitted peers carry the pair's session tag, checked by the endpoint tests)."""
+    from p2p.envelope import decode_head
+
+    if decode_head(frame.head)[0].type_id != Refusal.type_id:
         return None
+    header, body = open_frame(frame)
     return Refusal.decode(header, body).reason
 
 

@@ -95,8 +95,10 @@ async def make_node(make_host: MakeHost) -> AsyncIterator[MakeNode]:
     await asyncio.gather(*(t.close() for t in transports))
 
 
-async def pair(make_node: MakeNode, **server_config: Any) -> tuple[Node, Node]:
-    client, server = await make_node(), await make_node(**server_config)
+async def pair(
+    make_node: MakeNode, client_config: dict[str, Any] | None = None, **server_config: Any
+) -> tuple[Node, Node]:
+    client, server = await make_node(**(client_config or {})), await make_node(**server_config)
     await client.host.connect(server.host.listen_addrs[0])
     return client, server
 
@@ -145,8 +147,20 @@ async def test_concurrent_requests_take_one_stream_each(make_node: MakeNode):
     assert a.counters["streams_opened"] == 3
 
 
-async def test_large_bodies_take_the_bulk_lane(make_node: MakeNode):
+async def test_small_frames_take_the_bulk_lane_by_default(make_node: MakeNode):
     a, b = await pair(make_node)
+    small = await a.ask(b, Frame(b"small", b"s"))  # before the bulk address is known: libp2p
+    a.transport.set_bulk_address(b.peer_id, b.transport.bulk_address)
+    tiny = [await a.ask(b, Frame(b"tiny", b"t")) for _ in range(3)]
+    assert small == Frame(b"re:small", digest(b"s"))
+    assert tiny == [Frame(b"re:tiny", digest(b"t"))] * 3
+    assert [p for p, _ in b.handler.handled] == [a.peer_id, None, None, None]
+    assert a.counters["bulk_connections_opened"] == 1  # one pooled connection for all three
+    assert a.counters["streams_opened"] == 1
+
+
+async def test_large_bodies_take_the_bulk_lane(make_node: MakeNode):
+    a, b = await pair(make_node, {"bulk_threshold_bytes": 256 * 1024})
     a.transport.set_bulk_address(b.peer_id, b.transport.bulk_address)
     body = random.randbytes(8 * MiB)
     reply = await a.ask(b, Frame(b"big", memoryview(body)))
@@ -160,7 +174,7 @@ async def test_large_bodies_take_the_bulk_lane(make_node: MakeNode):
 
 
 async def test_a_pull_with_a_large_reply_takes_the_bulk_lane(make_node: MakeNode):
-    a, b = await pair(make_node)
+    a, b = await pair(make_node, {"bulk_threshold_bytes": 256 * 1024})
     a.transport.set_bulk_address(b.peer_id, b.transport.bulk_address)
     pull = await a.transport.request(b.peer_id, PROTO, Frame(b"pull", b"p"), timeout=10, bulk=True)
     plain = await a.ask(b, Frame(b"plain", b"p"))
