@@ -34,6 +34,13 @@ all-windows ratio is reported too.
 
     python bench/pipeline.py --json
     python bench/pipeline.py --json --validators 0
+    python bench/pipeline.py --json --compress 16
+
+With `--compress R` it instead runs two devnets on the same schedule, without and with a learned
+bottleneck of width dim // R at each stage boundary (`RunSpec.compress`), and reports the
+activation and gradient bytes the miners delivered per token (`bytes_per_token_ratio`,
+compressed ÷ uncompressed) and `loss_ratio` (final loss, compressed ÷ uncompressed, at equal
+tokens).
 """
 
 from __future__ import annotations
@@ -89,6 +96,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="validator counts, comma-separated: a devnet runs for each (default 1,0: with the "
         "validator replaying audits on the same cores, and without); the top-level figures "
         "are the first one's",
+    )
+    p.add_argument(
+        "--compress",
+        type=int,
+        default=0,
+        help="compare a devnet with activation compression R (a learned bottleneck of width "
+        "dim // R at each stage boundary) against one without: bytes per token and loss",
     )
     p.add_argument(
         "--eval-batches",
@@ -178,6 +192,7 @@ def devnet(
     cmd += ["--data-seed", str(spec.data_seed), "--batch-size", str(spec.batch_size)]
     cmd += ["--seq-len", str(spec.seq_len), "--batches-per-window", str(spec.batches_per_window)]
     cmd += ["--accumulate", str(spec.accumulate), "--lr", repr(spec.lr)]
+    cmd += ["--compress", str(spec.compress)]
     cmd += ["--threads", str(args.miner_threads), "--data-cache", str(cache)]
     cmd += ["--summary", str(summary), "--timeout", str(args.timeout)]
     cmd += ["--set", f"orchestrator.eval_batches={args.eval_batches}"]
@@ -247,12 +262,46 @@ def compare(
     }
 
 
+def compression(args: argparse.Namespace, spec: RunSpec, root: Path, cache: Path) -> Any:
+    """Devnets without and with the bottleneck, same schedule and tokens: bytes and loss."""
+    validators = args.validators[0]
+    nets = {}
+    for name, ratio in (("uncompressed", 0), ("compressed", args.compress)):
+        run = dataclasses.replace(spec, compress=ratio)
+        say(args, f"devnet {name} (compress {ratio}), {validators} validator(s)")
+        nets[name] = devnet(args, run, root / name, cache, validators)
+    per_token = {
+        name: doc["tensor_bytes_sent"] / max(doc["tokens"], 1) for name, doc in nets.items()
+    }
+    final = {name: doc["final_loss"] for name, doc in nets.items()}
+    return {
+        "compress": args.compress,
+        "bottleneck": dataclasses.replace(spec, compress=args.compress).model_config().wire_dim,
+        "dim": spec.model_config().dim,
+        "validators": validators,
+        "bytes_per_token": per_token,
+        "bytes_per_token_ratio": per_token["compressed"] / max(per_token["uncompressed"], 1e-9),
+        "loss_ratio": final["compressed"] / final["uncompressed"],
+        "final_loss": final,
+        "equal_tokens": nets["compressed"]["tokens"] == nets["uncompressed"]["tokens"],
+        "tokens": {name: doc["tokens"] for name, doc in nets.items()},
+        "tokens_per_s": {name: doc["tokens_per_s"] for name, doc in nets.items()},
+        "loss_per_window": {n: [w["loss"] for w in doc["windows"]] for n, doc in nets.items()},
+        "spec": spec.to_record(),
+        "goals": {"bytes_per_token_ratio": f"<= 1/{args.compress}", "loss_ratio": "<= 1.03"},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     spec = run_spec(args)
     root = args.home or Path(tempfile.mkdtemp(prefix="tessera-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     cache = root / "data"
+    if args.compress:
+        doc = compression(args, spec, root, cache)
+        print(json.dumps(doc, indent=None if args.json else 2))
+        return 0
     say(args, f"one process: {args.windows} windows of {spec.model}, {args.local_threads} threads")
     load = {"before_one_process": os.getloadavg()}
     started = time.monotonic()

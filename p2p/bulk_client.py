@@ -13,7 +13,15 @@ import asyncio
 import logging
 
 from p2p.bulk_lane import BulkUnreachable, encode_protocol, split_host_port
-from p2p.framing import DEFAULT_MAX_BODY, PREAMBLE_SIZE, frame_parts, read_body, read_head
+from p2p.framing import (
+    DEFAULT_MAX_BODY,
+    PREAMBLE_SIZE,
+    SMALL_BODY,
+    as_bytes_view,
+    frame_parts,
+    read_body,
+    read_head,
+)
 from p2p.lane_support import IdlePool, LaneLimits
 from p2p.socket_channel import SocketChannel
 from p2p.transport import Frame, TransportError
@@ -100,6 +108,8 @@ class BulkClient:
         self, channel: SocketChannel, prefix: bytes, frame: Frame
     ) -> tuple[Frame, bool]:
         """(reply, whether the connection may be reused)."""
+        if as_bytes_view(frame.body).nbytes <= SMALL_BODY:
+            return await self._exchange_small(channel, prefix, frame)
         sending = asyncio.get_running_loop().create_task(self._send(channel, prefix, frame))
         try:
             head, body_len = await read_head(channel, max_body=DEFAULT_MAX_BODY)
@@ -113,6 +123,20 @@ class BulkClient:
         self._counts["frames_in"] += 1
         self._counts["bytes_in"] += PREAMBLE_SIZE + len(head) + body_len
         return Frame(head, body), sent and channel.usable
+
+    async def _exchange_small(
+        self, channel: SocketChannel, prefix: bytes, frame: Frame
+    ) -> tuple[Frame, bool]:
+        """A frame that fits one write: written at once (the transport buffers it), no task."""
+        data = b"".join((prefix, *frame_parts(frame)))
+        channel.write_now(data)
+        self._counts["bytes_out"] += len(data)
+        self._counts["frames_out"] += 1
+        head, body_len = await read_head(channel, max_body=DEFAULT_MAX_BODY)
+        body = await read_body(channel, body_len)
+        self._counts["frames_in"] += 1
+        self._counts["bytes_in"] += PREAMBLE_SIZE + len(head) + body_len
+        return Frame(head, body), channel.usable
 
     async def _send(self, channel: SocketChannel, prefix: bytes, frame: Frame) -> bool:
         parts = frame_parts(frame)

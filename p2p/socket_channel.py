@@ -124,13 +124,19 @@ class SocketChannel(asyncio.BufferedProtocol):
             raise StreamEnded(wanted, got)
 
     async def write(self, data: Buffer) -> None:
+        self.write_now(data)
+        if not self._writable.is_set():
+            await self._writable.wait()
+            if self._lost.is_set():
+                raise TransportError("connection lost while writing")
+
+    def write_now(self, data: Buffer) -> None:
+        """Hand `data` to the transport without waiting for its buffer to drain (small writes;
+        the next `write` waits if the buffer is over its high-water mark)."""
         transport = self._transport
         if transport is None or self._lost.is_set() or transport.is_closing():
             raise TransportError("connection closed")
         transport.write(data)
-        await self._writable.wait()
-        if self._lost.is_set():
-            raise TransportError("connection lost while writing")
 
     # closing ----------------------------------------------------------------------------------
 

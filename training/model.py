@@ -31,12 +31,23 @@ class ModelConfig:
     max_seq_len: int
     rope_theta: float = 10_000.0
     norm_eps: float = 1e-5
+    bottleneck: int = 0
+    """Width of the activations between pipeline stages (a learned down-projection at the end
+    of each stage but the last, an up-projection at the start of each but the first); 0: none,
+    the stages exchange the full `dim`."""
 
     def __post_init__(self) -> None:
         if self.dim % self.n_heads or (self.dim // self.n_heads) % 2:
             raise ValueError(f"dim {self.dim} must split into {self.n_heads} even-sized heads")
         if min(self.vocab_size, self.n_layers, self.ffn_hidden, self.max_seq_len) < 1:
             raise ValueError("vocab_size, n_layers, ffn_hidden and max_seq_len must be positive")
+        if not 0 <= self.bottleneck <= self.dim:
+            raise ValueError(f"bottleneck {self.bottleneck} must be in [0, dim={self.dim}]")
+
+    @property
+    def wire_dim(self) -> int:
+        """The last dimension of the activations and gradients stages exchange."""
+        return self.bottleneck or self.dim
 
     @property
     def head_dim(self) -> int:
@@ -139,10 +150,26 @@ def init_weights(module: nn.Module, seed: int, config: ModelConfig) -> None:
         if name.endswith("norm.weight"):
             param.fill_(1.0)
             continue
+        if name.startswith(("squeeze.", "expand.")):
+            param.copy_(_bottleneck_init(seed, name, config))
+            continue
         std = residual_std if name.endswith(("attn.wo.weight", "mlp.w2.weight")) else INIT_STD
         rng = np.random.Generator(np.random.PCG64(derive_seed(seed, "init", name)))
         values = rng.standard_normal(tuple(param.shape), dtype=np.float32) * np.float32(std)
         param.copy_(torch.from_numpy(values))
+
+
+def _bottleneck_init(seed: int, name: str, config: ModelConfig) -> torch.Tensor:
+    """Boundary k's down-projection S (bottleneck x dim, N(0, 1/dim): rows nearly orthonormal)
+    and its up-projection S^T, drawn from the same seed on the two stages that hold them, so
+    that at the start the next stage receives the projection of the residual stream onto the
+    bottleneck's subspace."""
+    boundary = name.split(".")[1]
+    rng = np.random.Generator(np.random.PCG64(derive_seed(seed, "init", f"bottleneck.{boundary}")))
+    shape = (config.bottleneck, config.dim)
+    values = rng.standard_normal(shape, dtype=np.float32) * np.float32(1 / math.sqrt(config.dim))
+    down = torch.from_numpy(values)
+    return down if name.startswith("squeeze.") else down.T.contiguous()
 
 
 class Transformer(nn.Module):

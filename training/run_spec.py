@@ -47,6 +47,9 @@ class RunSpec:
     """The dataset's digest (tokenizer and token streams); a miner whose data differs refuses."""
     mixture: dict[str, float] = field(default_factory=dict)
     """The run's data mix: weight per domain (code, prose, math); empty = equal weights."""
+    compress: int = 0
+    """Activation compression at stage boundaries: a learned bottleneck of width
+    dim // compress (`ModelConfig.bottleneck`); 0 or 1: none."""
 
     def __post_init__(self) -> None:
         if self.model not in PRESETS:
@@ -60,6 +63,8 @@ class RunSpec:
             )
         if self.seq_len > PRESETS[self.model].max_seq_len:
             raise ValueError(f"seq_len {self.seq_len} > {self.model}'s max_seq_len")
+        if self.compress < 0 or PRESETS[self.model].dim // max(self.compress, 1) < 1:
+            raise ValueError(f"compress {self.compress} must be >= 0 and at most the model's dim")
         weights = list(self.mixture.values())
         if weights and (
             any(not isinstance(w, int | float) or w < 0 for w in weights) or sum(weights) <= 0
@@ -82,7 +87,9 @@ class RunSpec:
         )
 
     def model_config(self) -> ModelConfig:
-        return preset(self.model, vocab_size=self.vocab_size)
+        dim = PRESETS[self.model].dim
+        bottleneck = dim // self.compress if self.compress > 1 else 0
+        return preset(self.model, vocab_size=self.vocab_size, bottleneck=bottleneck)
 
     def engine_config(self, *, device: str | None = None, cache_size: int = 8) -> EngineConfig:
         return EngineConfig(

@@ -1,8 +1,12 @@
 """Pipeline stages: contiguous layer ranges, and a module holding only one stage's parameters.
 
 Stage 0 owns the embedding, the last stage the final norm, head and loss; a one-stage split is
-the whole model. Parameter names are the whole model's (`layers.5.mlp.w2.weight`), so a stage's
-state dict is a slice of the whole model's and is initialised identically for the same seed.
+the whole model. With a bottleneck (`ModelConfig.bottleneck`, IOTA's activation compression) each
+boundary k has a learned down-projection `squeeze.k` at the end of stage k and an up-projection
+`expand.k` at the start of stage k + 1, so only `bottleneck` values per token cross it, forward
+and (as their gradient) backward. Parameter names are the whole model's
+(`layers.5.mlp.w2.weight`), so a stage's state dict is a slice of the whole model's and is
+initialised identically for the same seed.
 """
 
 from __future__ import annotations
@@ -57,6 +61,13 @@ class StageModule(nn.Module):
             self.embed = nn.Embedding(config.vocab_size, config.dim)
         self.rotary = Rotary(config)
         self.layers = nn.ModuleDict({str(i): Block(config) for i in spec.layers})
+        width = config.bottleneck
+        if width and not spec.is_first:
+            boundary = str(spec.index - 1)
+            self.expand = nn.ModuleDict({boundary: nn.Linear(width, config.dim, bias=False)})
+        if width and not spec.is_last:
+            boundary = str(spec.index)
+            self.squeeze = nn.ModuleDict({boundary: nn.Linear(config.dim, width, bias=False)})
         if spec.is_last:
             self.norm = RMSNorm(config.dim, config.norm_eps)
             self.head = nn.Linear(config.dim, config.vocab_size, bias=False)
@@ -64,16 +75,19 @@ class StageModule(nn.Module):
             init_weights(self, seed, config)
 
     def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-        """Activations (batch, seq, dim); on the last stage logits, or the loss given targets."""
+        """Activations (batch, seq, wire_dim); on the last stage logits, or the loss given
+        targets."""
         if self.spec.is_first:
             if x.is_floating_point():
                 raise TypeError("stage 0 takes integer token ids")
             x = self.embed(x)
+        elif hasattr(self, "expand"):
+            x = self.expand[str(self.spec.index - 1)](x)
         cos, sin = self.rotary(x.shape[1])
         for block in self.layers.values():
             x = block(x, cos, sin)
         if not self.spec.is_last:
-            return x
+            return self.squeeze[str(self.spec.index)](x) if hasattr(self, "squeeze") else x
         logits: torch.Tensor = self.head(self.norm(x))
         return logits if targets is None else lm_loss(logits, targets)
 

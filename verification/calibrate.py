@@ -73,7 +73,7 @@ def record_window(
         for s in range(last - 1, -1, -1):
             engine = engines[s]
             version = engine.weights_digest()
-            like = torch.empty(spec.batch_size, spec.seq_len, spec.model_config().dim)
+            like = torch.empty(spec.batch_size, spec.seq_len, spec.model_config().wire_dim)
             grad_in = cmp.from_wire(g, like)
             assert grad_in is not None
             out = engine.backward((window, b, ""), grad_in)

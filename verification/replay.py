@@ -158,7 +158,7 @@ class _Run:
         self.dataset = dataset
         self.first = stage == 0
         self.last = stage == spec.n_stages - 1
-        self.act_shape = (spec.batch_size, spec.seq_len, spec.model_config().dim)
+        self.act_shape = (spec.batch_size, spec.seq_len, spec.model_config().wire_dim)
         self.start_version = engine.weights_version
         self.losses: dict[BatchKey, bytes] = {}
         """The loss digest each last-stage forward claimed: what its backward reads."""

@@ -70,6 +70,13 @@ def add_parser(sub: Any) -> None:
     ):
         default = DEFAULTS[flag.replace("-", "_")]
         run.add_argument(f"--{flag}", type=kind, default=default, help=f"{text} ({default})")
+    run.add_argument(
+        "--compress",
+        type=int,
+        default=0,
+        help="activation compression ratio R at stage boundaries: a learned bottleneck of "
+        "width dim // R (0: none)",
+    )
     run.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
     run.add_argument("--data-seed", type=int, default=0, help="batch schedule seed")
     run.add_argument("--threads", type=int, default=1, help="torch threads per miner")
@@ -157,6 +164,7 @@ def plan_from_args(args: argparse.Namespace) -> DevnetPlan:
             "batches_per_window": args.batches_per_window,
             "accumulate": args.accumulate,
             "lr": args.lr,
+            "compress": args.compress,
         }
     return DevnetPlan(
         stages=args.stages,

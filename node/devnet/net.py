@@ -28,6 +28,7 @@ RUN_FLAGS = (
     "batches_per_window",
     "accumulate",
     "lr",
+    "compress",
 )
 """`RunSpec` fields the devnet sets from its own flags (`n_stages` comes from `stages`)."""
 DEVNET_MAP_MIB = 8192

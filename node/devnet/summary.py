@@ -3,7 +3,8 @@
 Shape: `{"model", "stages", "windows": [{"window", "loss", "tokens", "seconds", "tokens_per_s",
 "merged": {stage: members that merged}, "eval": {domain: {"loss", "perplexity"}}}],
 "tokens_per_s", "final_loss", "work_per_miner": {name: {"peer_id", "stage", "forward",
-"backward", "fault"}}, "time_per_miner": {name: its `/status` miner.time}, "perplexity":
+"backward", "fault"}}, "time_per_miner": {name: its `/status` miner.time},
+"tensor_bytes_sent" (activation and gradient bodies the miners delivered), "perplexity":
 {domain: ppl}, "audits": {validator: audit_summary(...)}}`
 plus `complete` (the orchestrator said the run is done), `wall_s` and the run's spec.
 """
@@ -99,6 +100,12 @@ def build_summary(
             name: ((status or {}).get("miner") or {}).get("time") or {}
             for name, (_, status) in miners.items()
         },
+        "tensor_bytes_sent": sum(
+            int(events.get(kind, 0))
+            for _, status in miners.values()
+            for events in [((status or {}).get("miner") or {}).get("events") or {}]
+            for kind in ("activation_bytes", "gradient_bytes")
+        ),
         "perplexity": perplexity,
         "wall_s": round(wall_s, 3),
         "spec": spec,

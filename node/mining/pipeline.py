@@ -193,7 +193,7 @@ class Pipeline(Service):
     async def _send(self, peer: str, msg: Message, what: str) -> bool:
         started = time.perf_counter()
         try:
-            return await send_with_retry(
+            sent = await send_with_retry(
                 self._endpoint,
                 peer,
                 msg,
@@ -203,6 +203,9 @@ class Pipeline(Service):
             )
         finally:
             self._state.seconds["send"] += time.perf_counter() - started
+        if sent and msg.payload is not None:
+            self._state.counters[f"{what}_bytes"] += len(msg.payload.data)
+        return sent
 
     # forgetting ------------------------------------------------------------------------------
 

@@ -53,7 +53,7 @@ class StageHolding:
     def act_shape(self) -> tuple[int, int, int]:
         """The shape of every activation and gradient exchanged with a neighbour."""
         spec = self.spec
-        return (spec.batch_size, spec.seq_len, spec.model_config().dim)
+        return (spec.batch_size, spec.seq_len, spec.model_config().wire_dim)
 
 
 @dataclass(slots=True)

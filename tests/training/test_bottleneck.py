@@ -1,0 +1,75 @@
+"""The learned bottleneck at stage boundaries: widths, names, the paired initialisation of the
+two stages that hold a boundary, the run spec's compression ratio, and that it trains."""
+
+import pytest
+import torch
+
+from training.model import ModelConfig
+from training.presets import preset
+from training.run_spec import RunSpec
+from training.stages import StageModule, full_model_forward, split_layers
+
+
+def _stages(config: ModelConfig, n: int = 3) -> list[StageModule]:
+    return [StageModule(config, s, seed=7) for s in split_layers(config.n_layers, n)]
+
+
+def test_each_boundary_has_a_squeeze_and_an_expand_built_apart_but_paired() -> None:
+    config = preset("tiny", bottleneck=16)
+    stages = _stages(config)
+    names = [{n for n, _ in s.named_parameters() if n.startswith(("squeeze", "expand"))}
+             for s in stages]  # fmt: skip
+    assert names == [{"squeeze.0.weight"}, {"expand.0.weight", "squeeze.1.weight"},
+                     {"expand.1.weight"}]  # fmt: skip
+    for k in (0, 1):
+        down = stages[k].squeeze[str(k)].weight
+        up = stages[k + 1].expand[str(k)].weight
+        assert down.shape == (16, 64) and torch.equal(up, down.T)
+    # at the start the next stage receives the residual stream's projection onto 16 dimensions
+    gram = stages[0].squeeze["0"].weight @ stages[0].squeeze["0"].weight.T
+    assert torch.allclose(gram.diagonal(), torch.ones(16), atol=0.5)
+
+
+def test_stages_exchange_the_bottleneck_width_both_ways() -> None:
+    config = preset("tiny", bottleneck=8)
+    stages = _stages(config)
+    ids = torch.randint(0, config.vocab_size, (2, 16))
+    act = stages[0](ids)
+    assert act.shape == (2, 16, 8)
+    received = act.detach().requires_grad_()
+    out = stages[1](received)
+    assert out.shape == (2, 16, 8)
+    out.sum().backward()
+    assert received.grad is not None and received.grad.shape == (2, 16, 8)
+    assert torch.isfinite(full_model_forward(stages, ids, ids))
+
+
+def test_run_spec_compress_sets_the_bottleneck() -> None:
+    assert RunSpec(model="small").model_config().bottleneck == 0
+    assert RunSpec(model="small", compress=1).model_config().bottleneck == 0
+    assert RunSpec(model="small", compress=16).model_config().wire_dim == 288 // 16
+    assert RunSpec(model="small", compress=64).model_config().wire_dim == 4
+    assert RunSpec.from_record(RunSpec(compress=4).to_record()).compress == 4
+    for bad in (-1, 1000):
+        with pytest.raises(ValueError, match="compress"):
+            RunSpec(model="small", compress=bad)
+    with pytest.raises(ValueError, match="bottleneck"):
+        preset("tiny", bottleneck=65)
+
+
+def test_a_compressed_split_learns() -> None:
+    torch.manual_seed(0)
+    config = preset("tiny", bottleneck=16)
+    stages = _stages(config)
+    params = [p for s in stages for p in s.parameters()]
+    opt = torch.optim.AdamW(params, lr=3e-3)
+    ids = torch.randint(0, config.vocab_size, (4, 32))
+    losses = []
+    for _ in range(30):
+        loss = full_model_forward(stages, ids[:, :-1], ids[:, 1:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.5 * losses[0]
+    assert stages[0].squeeze["0"].weight.grad is not None  # the bottleneck itself is trained
