@@ -178,6 +178,13 @@ class BlobStore:
             removed += evicted
         return removed
 
+    def oldest_expiry(self) -> float | None:
+        """The soonest expiry (Unix seconds) among unpinned blobs; None when there are none."""
+        with self._store.read() as r:
+            for key, _ in r.range(INDEX_TABLE, EXPIRY_PREFIX, b"y"):
+                return int(_U64.unpack(key[1 : 1 + _U64.size])[0]) / 1000
+        return None
+
     def total_bytes(self) -> int:
         """The summed size of all stored blobs."""
         with self._store.read() as r:

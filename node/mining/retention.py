@@ -169,25 +169,34 @@ class Retention(Service):
     def gc(self, now: float | None = None) -> int:
         """Remove expired rows and blobs; enforce the byte budget. Returns blobs removed."""
         now = time.time() if now is None else now
-        stop = _expiry_key(int(now * 1000) + 1, "")
         removed = 0
         try:
-            with self._store.write() as txn:
-                expired = [k for k, _ in txn.range(TABLE, "x/", stop)]
-                for key in expired:
-                    txn.delete(TABLE, key)
-                    txn.delete(TABLE, key.split(b"/", 2)[2])
-            self._counters["retention_rows_expired"] += len(expired)
+            self._counters["retention_rows_expired"] += self._drop_rows(int(now * 1000) + 1)
             removed = self.blobs.gc(now)
             if self._max_bytes:
                 evicted = self.blobs.evict_to(self._max_bytes)
                 self._counters["retention_evicted"] += evicted
                 removed += evicted
+                oldest = self.blobs.oldest_expiry()
+                if evicted and oldest is not None:
+                    # rows expire with their blobs; those written before the oldest blob still
+                    # kept point at evicted bytes
+                    dropped = self._drop_rows(int(oldest * 1000))
+                    self._counters["retention_rows_evicted"] += dropped
         except StoreError as exc:
             self._counters["retention_gc_failed"] += 1
             log.warning("retention GC failed: %s", exc)
         self._counters["retention_blobs_expired"] += removed
         return removed
+
+    def _drop_rows(self, before_ms: int) -> int:
+        """Delete the rows (units and digest map) expiring before `before_ms`."""
+        with self._store.write() as txn:
+            expired = [k for k, _ in txn.range(TABLE, "x/", _expiry_key(before_ms, ""))]
+            for key in expired:
+                txn.delete(TABLE, key)
+                txn.delete(TABLE, key.split(b"/", 2)[2])
+        return len(expired)
 
     def lookup(
         self, window: int, batch: int, stage: int, direction: str, route: str | None = None

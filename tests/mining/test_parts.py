@@ -182,6 +182,12 @@ async def test_retention_evicts_past_its_budget_without_waiting_for_its_gc(
             blobs = BlobStore(store)
             assert blobs.total_bytes() <= 40_000 and counters["retention_evicted"] >= 16
             assert retention.sha256_of(bytes([19]) * 32) is not None  # the newest are kept
+            assert retention.lookup(0, 19, 0, "forward")
+            # the rows of evicted units go with their bytes (before: kept until their expiry)
+            assert retention.lookup(0, 0, 0, "forward") == {}
+            assert retention.sha256_of(bytes([0]) * 32) is None
+            assert counters["retention_rows_evicted"] >= 2 * 16
+            assert store.stats()["entries"]["mining"] <= 4 * 4  # row, digest map and 2 expiries
         finally:
             runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)
