@@ -24,10 +24,15 @@ def test_each_boundary_has_a_squeeze_and_an_expand_built_apart_but_paired() -> N
     for k in (0, 1):
         down = stages[k].squeeze[str(k)].weight
         up = stages[k + 1].expand[str(k)].weight
-        assert down.shape == (16, 64) and torch.equal(up, down.T)
-    # at the start the next stage receives the residual stream's projection onto 16 dimensions
+        assert down.shape == (16, 64) and torch.allclose(up, down.T * 2.0)  # sqrt(64 / 16)
+    # at the start the next stage receives the residual stream's projection onto 16 dimensions,
+    # at the stream's RMS
     gram = stages[0].squeeze["0"].weight @ stages[0].squeeze["0"].weight.T
     assert torch.allclose(gram.diagonal(), torch.ones(16), atol=0.5)
+    x = torch.randn(4096, 64)
+    with torch.no_grad():
+        back = stages[1].expand["0"](stages[0].squeeze["0"](x))
+    assert 0.8 < float(back.norm() / x.norm()) < 1.25
 
 
 def test_stages_exchange_the_bottleneck_width_both_ways() -> None:
