@@ -50,6 +50,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -310,8 +311,16 @@ def compression(args: argparse.Namespace, spec: RunSpec, root: Path, cache: Path
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.home is not None:
+        return measure(args, args.home)
+    root = Path(tempfile.mkdtemp(prefix="tessera-bench-"))
+    code = measure(args, root)  # a failed run raises and keeps its directory and logs
+    shutil.rmtree(root, ignore_errors=True)  # its devnets' stores take gigabytes
+    return code
+
+
+def measure(args: argparse.Namespace, root: Path) -> int:
     spec = run_spec(args)
-    root = args.home or Path(tempfile.mkdtemp(prefix="tessera-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     cache = root / "data"
     if args.compress:

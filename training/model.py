@@ -174,7 +174,8 @@ def _bottleneck_init(seed: int, name: str, config: ModelConfig) -> torch.Tensor:
     down = torch.from_numpy(values)
     if name.startswith("squeeze."):
         return down
-    return down.T.contiguous() * np.float32(math.sqrt(config.dim / config.bottleneck))
+    up: torch.Tensor = down.T.contiguous() * math.sqrt(config.dim / config.bottleneck)
+    return up
 
 
 class Transformer(nn.Module):
