@@ -37,7 +37,15 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from p2p.envelope import Header, decode_head, digest, open_frame, seal, signature_ok
+from p2p.envelope import (
+    Header,
+    body_ok,
+    decode_head,
+    digest,
+    open_frame,
+    seal,
+    signature_ok,
+)
 from p2p.framing import AsyncioStreamChannel, read_body, read_head, write_frame
 from p2p.host import HostConfig, P2PHost
 from p2p.identity import NodeKey
@@ -63,6 +71,7 @@ class Verifier:
         self._key = key
         self._seq = 0
         self.keys: SessionKeys | None = None
+        self._checked: tuple[bytes, Header] | None = None  # as the node's endpoint keeps it
 
     def check_head(self, peer: str | None, head: bytes, body_len: int) -> Frame | None:
         header, part, sig = decode_head(head)
@@ -74,11 +83,18 @@ class Verifier:
             return self._ack(b"bad head", header.mac)
         if peer is not None and header.sender != peer:
             return self._ack(b"sender mismatch", header.mac)
+        self._checked = (head, header)
         return None
 
     async def handle(self, peer: str | None, frame: Frame) -> Frame:
-        recv = self.keys.recv if self.keys is not None else None
-        header, body = open_frame(frame, sender=peer, mac_key=recv)
+        checked, self._checked = self._checked, None
+        if checked is not None and checked[0] is frame.head:  # the head passed check_head
+            header, body = checked[1], frame.body
+            if not body_ok(header, body):
+                return self._ack(b"bad body", header.mac)
+        else:
+            recv = self.keys.recv if self.keys is not None else None
+            header, body = open_frame(frame, sender=peer, mac_key=recv)
         tensor = torch.frombuffer(body, dtype=torch.float32) if len(body) else None
         ok = tensor is None or tensor.numel() * 4 == header.body_len
         return self._ack(b"ok" if ok else b"?", header.mac)

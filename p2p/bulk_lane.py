@@ -16,11 +16,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 
 from p2p.frame_server import FrameServer, FrameTimeout, Served
-from p2p.framing import FramingError, read_exact, write_frame
+from p2p.framing import (
+    SMALL_BODY,
+    FramingError,
+    as_bytes_view,
+    encode_frame,
+    read_exact,
+    write_frame,
+)
 from p2p.lane_support import InflightBudget, LaneLimits
 from p2p.socket_channel import SocketChannel
 from p2p.transport import Frame, FrameHandler, TransportError
@@ -137,6 +145,10 @@ class _InboundConnection:
         return await handler.handle(None, frame)
 
     async def send(self, frame: Frame) -> int:
+        if as_bytes_view(frame.body).nbytes <= SMALL_BODY and self.channel.writable:
+            data = encode_frame(frame)  # the transport takes it at once: nothing to time out
+            self.channel.write_now(data)
+            return len(data)
         async with asyncio_deadline(self._limits.frame_s):
             return await write_frame(self.channel, frame)
 
@@ -151,10 +163,25 @@ class _InboundConnection:
         return sent
 
 
-@asynccontextmanager
-async def asyncio_deadline(seconds: float) -> AsyncIterator[None]:
-    try:
-        async with asyncio.timeout(seconds):
-            yield
-    except TimeoutError:
-        raise FrameTimeout(f"no progress within {seconds}s") from None
+class asyncio_deadline:
+    """`asyncio.timeout(seconds)` raising FrameTimeout (a class: no generator per frame)."""
+
+    __slots__ = ("_seconds", "_timeout")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._timeout = asyncio.timeout(seconds)
+
+    async def __aenter__(self) -> None:
+        await self._timeout.__aenter__()
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self._timeout.__aexit__(kind, exc, tb)
+        except TimeoutError:
+            raise FrameTimeout(f"no progress within {self._seconds}s") from None

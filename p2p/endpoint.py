@@ -257,6 +257,9 @@ class _Served:
         self._ep = endpoint
         self._cls = cls
         self._handler = handler
+        self._checked: tuple[bytes, Header] | None = None
+        """The head `check_head` passed last and its decoding, which `handle` of the same frame
+        reuses (checked by identity: frames of other connections may come in between)."""
 
     def check_head(self, peer: str | None, head: bytes, body_len: int) -> Frame | None:
         started = time.perf_counter()
@@ -271,6 +274,7 @@ class _Served:
             header, part, sig = decode_head(head)
             seq, run = header.seq, (header.run if self._ep.any_run else None)
             self._ep._checks.check(self._cls, peer, header, part, sig, body_len)
+            self._checked = (head, header)
         except MalformedMessage as exc:
             return self._ep.refusal_frame(peer, Refused(Reason.MALFORMED, str(exc)), seq, run)
         except Refused as exc:
@@ -278,7 +282,11 @@ class _Served:
         return None
 
     async def handle(self, peer: str | None, frame: Frame) -> Frame:
-        header, _, _ = decode_head(frame.head)  # check_head passed: decodes
+        checked, self._checked = self._checked, None
+        if checked is not None and checked[0] is frame.head:
+            header = checked[1]
+        else:
+            header = decode_head(frame.head)[0]  # check_head passed: decodes
         sender = header.sender
         run = header.run if self._ep.any_run else None
         if run is not None:

@@ -43,6 +43,11 @@ class SocketChannel(asyncio.BufferedProtocol):
         self.remote_host = ""
 
     @property
+    def writable(self) -> bool:
+        """The transport's write buffer is below its high-water mark (writes do not wait)."""
+        return self._writable.is_set()
+
+    @property
     def usable(self) -> bool:
         """Open both ways, nothing unread pending (worth returning to a pool)."""
         transport = self._transport

@@ -1,6 +1,8 @@
 """Session tags between admitted peers: envelopes tagged with the pair's X25519-derived keys on
 an unauthenticated channel (as on the bulk lane), every attack still refused with its code."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -9,6 +11,7 @@ from p2p.envelope import decode_head, open_frame
 from p2p.memory_transport import MemoryNetwork
 from p2p.messages import Ack, Activation, Refusal
 from p2p.refusals import Refused
+from p2p.session_keys import SessionKeys
 from p2p.tensors import TensorPayload
 from p2p.transport import Frame
 from tests.p2p.endpoint_kit import Node, allow, make_hotkey, make_node, refusal_reason
@@ -144,10 +147,19 @@ async def test_a_restarted_peer_gets_new_keys_and_old_tags_stop_working(net, hot
     assert refusal_reason(await raw(b, a, old)) == "bad_signature"
     assert isinstance(await reborn.request(a.key.peer_id, activation(8)), Ack)
     assert reborn.rehellos == 0
-    # the old process's endpoint still holds the old keys: refused, greets again, goes through
+    assert [m.batch for m in received] == [8]
+
+
+async def test_a_tag_refused_for_stale_keys_greets_again_and_goes_through(net) -> None:
+    _, (a, b, _), received = net
+    await b.endpoint.hello(a.key.peer_id)
+    session = a.endpoint.sessions[b.key.peer_id]
+    assert session.keys is not None  # a holds keys of an earlier b, as after b restarted
+    stale = SessionKeys(send=bytes(32), recv=bytes(32))
+    a.endpoint.sessions[b.key.peer_id] = dataclasses.replace(session, keys=stale)
     assert isinstance(await b.endpoint.request(a.key.peer_id, activation(9)), Ack)
-    assert b.endpoint.rehellos == 1
-    assert [m.batch for m in received] == [8, 9]
+    assert b.endpoint.rehellos == 1 and a.endpoint.sessions[b.key.peer_id].keys == session.keys
+    assert [m.batch for m in received] == [9]
 
 
 class _NoSessions:
