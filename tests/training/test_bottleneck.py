@@ -3,11 +3,18 @@ two stages that hold a boundary, the run spec's compression ratio, and that it t
 
 import pytest
 import torch
+from torch import nn
 
 from training.model import ModelConfig
 from training.presets import preset
 from training.run_spec import RunSpec
 from training.stages import StageModule, full_model_forward, split_layers
+
+
+def _weight(module: nn.Module) -> torch.Tensor:
+    weight = module.weight
+    assert isinstance(weight, torch.Tensor)
+    return weight
 
 
 def _stages(config: ModelConfig, n: int = 3) -> list[StageModule]:
@@ -22,12 +29,13 @@ def test_each_boundary_has_a_squeeze_and_an_expand_built_apart_but_paired() -> N
     assert names == [{"squeeze.0.weight"}, {"expand.0.weight", "squeeze.1.weight"},
                      {"expand.1.weight"}]  # fmt: skip
     for k in (0, 1):
-        down = stages[k].squeeze[str(k)].weight
-        up = stages[k + 1].expand[str(k)].weight
+        down = _weight(stages[k].squeeze[str(k)])
+        up = _weight(stages[k + 1].expand[str(k)])
         assert down.shape == (16, 64) and torch.allclose(up, down.T * 2.0)  # sqrt(64 / 16)
     # at the start the next stage receives the residual stream's projection onto 16 dimensions,
     # at the stream's RMS
-    gram = stages[0].squeeze["0"].weight @ stages[0].squeeze["0"].weight.T
+    squeeze = _weight(stages[0].squeeze["0"])
+    gram = squeeze @ squeeze.T
     assert torch.allclose(gram.diagonal(), torch.ones(16), atol=0.5)
     x = torch.randn(4096, 64)
     with torch.no_grad():
@@ -73,7 +81,7 @@ def test_a_compressed_split_learns() -> None:
     for _ in range(30):
         loss = full_model_forward(stages, ids[:, :-1], ids[:, 1:])
         opt.zero_grad()
-        loss.backward()
+        torch.autograd.backward(loss)
         opt.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.5 * losses[0]
