@@ -7,9 +7,10 @@ descriptors (/proc of its pid), its LMDB use and blob bytes and count (`/status`
 
 Prints one JSON object: per node the figures at start, after warm-up (`--warmup-minutes`,
 default a quarter of the run, at most 10) and at the end, the largest after warm-up, and
-`rss_flat` / `fds_flat` / `lmdb_flat` (never above 110 % of the warm-up value afterwards) and
-RSS and LMDB high-water every 5 minutes; the run's windows and first and last loss;
-`survivors_up` (no node exited).
+`rss_flat` / `fds_flat` / `lmdb_flat` / `lmdb_data_flat` (never above 110 % of the warm-up
+value afterwards; `lmdb_flat` of the map's high-water, `lmdb_data_flat` of the pages holding data,
+the rest being free pages LMDB reuses) and RSS, LMDB high-water and data every 5 minutes; the
+run's windows and first and last loss; `survivors_up` (no node exited).
 
     python bench/soak.py --minutes 60 --json
 """
@@ -31,7 +32,7 @@ from typing import Any
 import aiohttp
 
 REPO = Path(__file__).resolve().parents[1]
-FIGURES = ("rss_mib", "fds", "lmdb_used_mib", "blob_mib", "blobs")
+FIGURES = ("rss_mib", "fds", "lmdb_used_mib", "lmdb_data_mib", "blob_mib", "blobs")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -73,6 +74,7 @@ async def sample(session: aiohttp.ClientSession, home: Path) -> dict[str, dict[s
                 store = (await response.json())["store"]
             figures |= {
                 "lmdb_used_mib": round(store["used"] / 2**20, 1),
+                "lmdb_data_mib": round(store.get("data", 0) / 2**20, 1),
                 "blob_mib": round(store.get("blob_bytes", 0) / 2**20, 1),
                 "blobs": store.get("blobs", 0),
             }
@@ -94,7 +96,12 @@ def summarise(samples: list[tuple[float, dict[str, dict[str, float]]]], warm_s: 
             "max_after_warmup": {k: max(f[k] for f in after) for k in FIGURES},
             "every_5_min": _every(series, 300.0),
         }
-        flags = (("rss_mib", "rss_flat"), ("fds", "fds_flat"), ("lmdb_used_mib", "lmdb_flat"))
+        flags = (
+            ("rss_mib", "rss_flat"),
+            ("fds", "fds_flat"),
+            ("lmdb_used_mib", "lmdb_flat"),
+            ("lmdb_data_mib", "lmdb_data_flat"),
+        )
         for key, flag in flags:
             node[flag] = node["max_after_warmup"][key] <= 1.10 * warm[key]
         report[name] = node
@@ -102,11 +109,12 @@ def summarise(samples: list[tuple[float, dict[str, dict[str, float]]]], warm_s: 
 
 
 def _every(series: list[tuple[float, dict[str, float]]], step_s: float) -> list[list[float]]:
-    """[minute, RSS MiB, LMDB high-water MiB] at the first sample of every `step_s`."""
+    """[minute, RSS MiB, LMDB high-water MiB, LMDB data MiB] at the first sample of every
+    `step_s`."""
     out: list[list[float]] = []
     for t, f in series:
         if not out or t >= (len(out)) * step_s:
-            out.append([round(t / 60, 1), f["rss_mib"], f["lmdb_used_mib"]])
+            out.append([round(t / 60, 1), f["rss_mib"], f["lmdb_used_mib"], f["lmdb_data_mib"]])
     return out
 
 

@@ -37,7 +37,8 @@ class NodeMetrics:
         self._store_gauges = {
             name: Gauge(name, doc, registry=self.registry)
             for name, doc in (
-                ("tessera_store_used_bytes", "Bytes used in the LMDB map"),
+                ("tessera_store_used_bytes", "Bytes used in the LMDB map (its high-water)"),
+                ("tessera_store_data_bytes", "Bytes of the LMDB pages holding data now"),
                 ("tessera_store_map_bytes", "Size of the LMDB map"),
                 ("tessera_store_blob_bytes", "Bytes of blobs (checkpoints, tensors) in the store"),
                 ("tessera_store_blob_budget_bytes", "Bytes blobs may take before eviction"),
@@ -51,6 +52,7 @@ class NodeMetrics:
         """Read the store's use at each scrape (a closed store reads as 0)."""
         readers: dict[str, Callable[[], float]] = {
             "tessera_store_used_bytes": lambda: store.stats()["used"],
+            "tessera_store_data_bytes": lambda: store.stats()["data"],
             "tessera_store_map_bytes": lambda: store.config.map_size_bytes,
             "tessera_store_blob_bytes": blobs.total_bytes,
             "tessera_store_blob_budget_bytes": lambda: store.config.blob_budget_bytes,

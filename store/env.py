@@ -53,6 +53,9 @@ class StoreStats(TypedDict):
     schema_version: int
     map_size: int
     used: int
+    """Bytes up to the highest page ever written (the file's high-water mark)."""
+    data: int
+    """Bytes of the pages that hold data now; `used - data` is free pages LMDB reuses."""
     page_size: int
     readers: int
     max_readers: int
@@ -196,20 +199,25 @@ class Store:
             self._bump()
 
     def stats(self) -> StoreStats:
-        """Map size, bytes in use (pages up to the last one written) and entries per table."""
+        """Map size, bytes up to the last page written, bytes of the pages in use, and entries
+        per table."""
         env = self._require_open()
         try:
             info = env.info()
-            page_size = int(env.stat()["psize"])
+            main = env.stat()
         except lmdb.Error as exc:
             raise self._translate(exc) from exc
+        page_size = int(main["psize"])
+        pages = int(main["branch_pages"] + main["leaf_pages"] + main["overflow_pages"])
         with self.read() as txn:
             entries = {name: txn.count(name) for name in self._dbs}
+            pages += sum(txn.pages(name) for name in self._dbs)
         return StoreStats(
             path=str(self._path),
             schema_version=self._schema_version,
             map_size=int(info["map_size"]),
             used=(int(info["last_pgno"]) + 1) * page_size,
+            data=pages * page_size,
             page_size=page_size,
             readers=int(info["num_readers"]),
             max_readers=int(info["max_readers"]),

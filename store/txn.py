@@ -65,6 +65,15 @@ class ReadTxn:
         except lmdb.Error as exc:
             raise self._translate(exc) from exc
 
+    def pages(self, table: str) -> int:
+        """The pages `table` holds (branch, leaf and overflow)."""
+        db = self._db(table)
+        try:
+            stat = self._raw.stat(db)
+        except lmdb.Error as exc:
+            raise self._translate(exc) from exc
+        return int(stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"])
+
     def _get(self, table: str, raw_key: bytes) -> bytes | None:
         db = self._db(table)
         try:

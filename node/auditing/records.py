@@ -5,8 +5,12 @@
 <run>/work/<window>     -> {miner: backward receipts}                    (the score book's S)
 <run>/v/<window>/<miner> -> {statement: signed AuditVerdict head, verdict: Verdict.encode()}
 <run>/q/<window>        -> {screens: {miner: Screen record}, stage_of, capacity, seconds, ...}
+<run>/f/<window>/<miner>/<validator> -> {outcome}                      (others' fails checked)
 <run>/quality           -> {window: last window folded, miners: {miner: MinerScore record}}
 <run>/next              -> the next window to audit
+
+Records of a window are kept while they can still change a pay, a draw or the quality book
+(`node.auditing.retention` says which, `prune` forgets the rest).
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from typing import Any
 
 from store import Store
 from verification.selection import commitment, new_secret
-from verification.verdict import Verdict
+from verification.verdict import Outcome, Verdict
 
 AUDITS = "audits"
+WINDOW_KINDS = ("c", "r", "work", "q", "f", "v")
+"""The kinds of record keyed by window (`prune` goes through them)."""
 
 
 class AuditRecords:
@@ -185,3 +191,29 @@ class AuditRecords:
     def set_quality_book(self, window: int, miners: dict[str, Any]) -> None:
         with self._store.write() as txn:
             txn.put(AUDITS, f"{self._run}/quality", {"window": window, "miners": miners})
+
+    # retention -------------------------------------------------------------------------------
+
+    def prune(self, before: int, *, fails_before: int) -> int:
+        """Delete every record of the windows `< before`, except the verdicts of failed audits
+        of windows `>= fails_before` (a fail bars its miner for the penalty windows after it);
+        returns how many records went."""
+        fails_before = min(fails_before, before)
+        doomed: list[bytes] = []
+        with self._store.read() as txn:
+            for kind in WINDOW_KINDS:
+                start, stop = f"{self._run}/{kind}/", self._key(kind, max(before, 0))
+                for key, row in txn.range(AUDITS, start, stop):
+                    window = int(key.decode()[len(start) :].split("/", 1)[0])
+                    if kind == "v" and window >= fails_before and _failed(row):
+                        continue
+                    doomed.append(key)
+        if doomed:
+            with self._store.write() as txn:
+                for key in doomed:
+                    txn.delete(AUDITS, key)
+        return len(doomed)
+
+
+def _failed(row: dict[str, Any]) -> bool:
+    return Verdict.decode(bytes(row["verdict"])).outcome is Outcome.FAIL

@@ -183,14 +183,24 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
         try:
             removed = await asyncio.to_thread(self.blobs.gc)
             evicted = await asyncio.to_thread(self.blobs.evict_to, budget)
-            pruned = await asyncio.to_thread(self.core.prune, self.config.record_windows)
+            pruned = await asyncio.to_thread(self._prune_records)
         except StoreError as exc:
             self._gc_counters["gc_failed"] += 1
             log.warning("blob GC failed: %s", exc)
             return
         self._gc_counters["blobs_expired"] += removed
         self._gc_counters["blobs_evicted"] += evicted
-        self._gc_counters["windows_pruned"] += pruned
+        self._gc_counters.update(pruned)
+
+    def _prune_records(self) -> Counter[str]:
+        """Windows older than the newest `record_windows`: their receipts, routes and reported
+        verdicts go, their history records are compacted (`RunHistory.compact`)."""
+        before = self.core.run_state().window - self.config.record_windows
+        return Counter(
+            windows_pruned=self.core.prune(self.config.record_windows),
+            verdicts_pruned=self.audits.prune(before),
+            history_compacted=self.history.compact(before),
+        )
 
     def _finished(self, window: int) -> bool:
         return bool(self.config.windows) and window >= self.config.windows

@@ -22,6 +22,7 @@ from node.auditing.auditor import Auditor, AuditSettings, run_audits
 from node.auditing.foreign import ForeignFails
 from node.auditing.pay_book import PayBook
 from node.auditing.records import AuditRecords
+from node.auditing.retention import AuditRetention
 from node.auditing.screener import Screener
 from node.chain.weight_setter import WeightPolicy, WeightSetter
 from node.merging.disputes import DisputeLog
@@ -59,6 +60,10 @@ class ValidatorConfig:
     timeout_s: float = 30.0
     t_decay: int = 10
     """The score book's step decay: a window's score counts while its age is at most this."""
+    keep_windows: int = TIMELINE_WINDOWS
+    """Windows of audit records kept at the least; the decay horizon, and for a failed
+    verdict the penalty windows after it, are kept whatever this says
+    (`node.auditing.retention`)."""
     weights_interval: int = 100
     """Blocks between two weight settings on the chain (`[chain]`; within its rate limit)."""
     burn_uid: int = -1
@@ -96,12 +101,19 @@ class ValidatorConfig:
         if self.burn_fraction > 0 and self.burn_uid < 0:
             raise ValueError("validator.burn_fraction needs a validator.burn_uid")
         if (
-            min(self.miners_per_window, self.t_decay, self.commit_ahead - 1, self.penalty_windows)
+            min(
+                self.miners_per_window,
+                self.t_decay,
+                self.commit_ahead - 1,
+                self.penalty_windows,
+                self.keep_windows,
+            )
             < 0
             or self.threads < 1
         ):
             raise ValueError(
-                "validator.miners_per_window, t_decay and penalty_windows must be >= 0, "
+                "validator.miners_per_window, t_decay, penalty_windows and keep_windows must "
+                "be >= 0, "
                 "threads >= 1"
             )
         for name in ("tick_s", "timeout_s"):
@@ -152,6 +164,12 @@ class ValidatorComponent(RoleComponent[ValidatorConfig]):
             self.auditor.before_draw = self.screener.screen
             self.pay.screener = self.screener
         self.foreign = ForeignFails(self.auditor, horizon=config.t_decay)
+        self.retention = AuditRetention(
+            self.records,
+            t_decay=config.t_decay,
+            penalty_windows=config.penalty_windows,
+            keep_windows=config.keep_windows,
+        )
         self.weights: WeightSetter | None = None
         if ctx.chain is not None:
             policy = WeightPolicy(
@@ -200,7 +218,11 @@ class ValidatorComponent(RoleComponent[ValidatorConfig]):
             self.manager.run_task("weights", self._set_weights(self.weights))
         if not self.config.audit:
             await sleep_forever()
-        await run_audits(self.auditor, self.config.tick_s, self.foreign.check)
+        await run_audits(self.auditor, self.config.tick_s, self._after_tick)
+
+    async def _after_tick(self, orch: str) -> None:
+        await self.foreign.check(orch)
+        self.auditor.counters["records_pruned"] += self.retention.prune(self.auditor.current_window)
 
     async def _set_weights(self, setter: WeightSetter) -> None:
         while True:

@@ -183,6 +183,16 @@ class AuditDesk:
     def _prefix(self) -> str:
         return f"{self._run}/reported/"
 
+    def prune(self, before: int) -> int:
+        """Forget the verdicts reported for windows `< before` (their receipts and routes are
+        gone by then: nothing could replay them); returns how many went."""
+        with self._store.write() as txn:
+            found = txn.range(AUDITS, self._prefix, f"{self._prefix}{max(before, 0):010d}")
+            doomed = [key for key, _ in found]
+            for key in doomed:
+                txn.delete(AUDITS, key)
+        return len(doomed)
+
     def verdicts(self, window: int) -> list[Verdict]:
         """The verdicts validators reported for `window`."""
         out = []

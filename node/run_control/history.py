@@ -9,6 +9,7 @@ per-window figures.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from store import Store
@@ -76,6 +77,28 @@ class RunHistory:
         with self._store.read() as txn:
             return [r for _, r in txn.scan(HISTORY, f"{self._run}/w/")]
 
+    def compact(self, before: int, max_windows: int = 64) -> int:
+        """Drop what only audits and merges of recent windows read (each miner's pre-merge
+        checkpoint and the members it went on from) from the closed windows `< before`,
+        keeping how many merged in each stage; returns how many windows were compacted. The
+        losses, work, weights and evaluation stay for the run."""
+        done = 0
+        with self._store.write() as txn:
+            start = int(txn.get(HISTORY, f"{self._run}/compacted") or 0)
+            found = txn.range(HISTORY, self._window_key(start), self._window_key(before))
+            window = start
+            for key, record in list(islice(found, max_windows)):
+                if not record.get("closed"):
+                    break
+                if "members" in record or "premerge" in record:
+                    kept = {k: v for k, v in record.items() if k not in ("members", "premerge")}
+                    txn.put(HISTORY, key, {**kept, "merged": merged_counts(record)})
+                    done += 1
+                window = int(record["window"]) + 1
+            if window != start:
+                txn.put(HISTORY, f"{self._run}/compacted", window)
+        return done
+
     def latest_weights(self) -> dict[int, str]:
         """The newest checkpoint digest of each stage over the closed windows."""
         return self.starting_points()[0]
@@ -115,3 +138,14 @@ class RunHistory:
 
     def _assign_key(self, peer_id: str) -> str:
         return f"{self._run}/assigned/{peer_id}"
+
+
+def merged_counts(record: dict[str, Any]) -> dict[str, int]:
+    """Stage -> how many members went on from its merge in a window record."""
+    if "merged" in record:
+        return {str(k): int(v) for k, v in record["merged"].items()}
+    members = record.get("members", {}).values()
+    return {
+        str(stage): sum(1 for s, _ in members if s == int(stage))
+        for stage in record.get("versions", {})
+    }

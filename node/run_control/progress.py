@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from node.orchestration import Phase, RunState
+from node.run_control.history import merged_counts
 
 
 def window_summary(record: dict[str, Any]) -> dict[str, Any]:
@@ -24,10 +25,7 @@ def window_summary(record: dict[str, Any]) -> dict[str, Any]:
         "eval": record.get("eval", {}),
         "weights": record.get("weights", {}),
         "versions": record.get("versions", {}),
-        "merged": {
-            str(stage): sum(1 for s, _ in record.get("members", {}).values() if s == int(stage))
-            for stage in record.get("versions", {})
-        },
+        "merged": merged_counts(record),
     }
 
 

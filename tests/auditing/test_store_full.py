@@ -50,7 +50,13 @@ async def test_small_store_evicts_old_checkpoints_and_keeps_running(
     assert component.core.receipts_for_batch(0, 0) == []  # window 0's records are gone
     assert component.core.batch(0, 0) is None
     assert component.core.receipts_for_batch(now - 1, 0)  # the newest windows' are kept
-    windows = [r["window"] for r in component.history.windows() if r.get("closed")]
-    assert windows[:3] == [0, 1, 2]  # their summaries stay in the history
+    records = [r for r in component.history.windows() if r.get("closed")]
+    assert [r["window"] for r in records[:3]] == [0, 1, 2]  # their summaries stay
+    old, new = records[0], records[-1]
+    assert "members" not in old and "premerge" not in old and old["losses"] and old["work"]
+    assert "members" in new and "premerge" in new  # what audits of recent windows read
+    assert component._gc_counters["history_compacted"] >= 8
+    assert sum(old["merged"].values()) == SPEC.n_stages  # one miner per stage went on
+    assert orch.status()["orchestrator"]["history"][0]["merged"] == old["merged"]
     latest = component.history.latest_weights()
     assert len(latest) == SPEC.n_stages and all(blobs.has(d) for d in latest.values())

@@ -44,3 +44,11 @@ async def test_fails_come_a_page_at_a_time_from_a_window_on(desk: AuditDesk) -> 
             VerdictQuery(since=0), PeerSession("m", "hk", ("miner",), 1.0, "")
         )
     assert refused.value.reason is Reason.NOT_ALLOWED
+
+
+async def test_reported_verdicts_of_old_windows_are_forgotten(desk: AuditDesk) -> None:
+    assert desk.prune(2) == 60
+    assert desk.prune(2) == 0
+    reply = await desk.on_verdict_query(VerdictQuery(since=0), VALIDATOR)
+    assert isinstance(reply, VerdictList)
+    assert {bytes(h).split(b"/")[0] for h in reply.verdicts} == {b"2"}

@@ -219,6 +219,20 @@ def test_stats(store: Store) -> None:
     assert stats["schema_version"] == store.schema_version == 1
     assert stats["entries"]["events"] == 10
     assert set(stats["entries"]) == set(DEFAULT_TABLES)
+    assert 0 < stats["data"] <= stats["used"]
+
+
+def test_data_pages_fall_when_records_go_and_the_high_water_stays(store: Store) -> None:
+    with store.write() as txn:
+        for i in range(2000):
+            txn.put("events", f"e{i:05d}", "x" * 1000)
+    full = store.stats()
+    with store.write() as txn:
+        for i in range(2000):
+            txn.delete("events", f"e{i:05d}")
+    emptied = store.stats()
+    assert full["data"] > 2000 * 1000 > emptied["data"] * 100
+    assert emptied["used"] >= full["used"] > emptied["data"]  # the high-water never falls
 
 
 _ops = st.lists(
