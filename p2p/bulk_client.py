@@ -17,6 +17,7 @@ from p2p.framing import (
     DEFAULT_MAX_BODY,
     PREAMBLE_SIZE,
     SMALL_BODY,
+    FrameTimeout,
     as_bytes_view,
     frame_parts,
     read_body,
@@ -40,10 +41,11 @@ class BulkClient:
 
     async def request(self, address: str, protocol: str, frame: Frame, timeout: float) -> Frame:
         prefix = encode_protocol(protocol)
+        deadline = asyncio.get_running_loop().time() + timeout
+        connect_s = min(CONNECT_S, timeout / 2)
         try:
-            async with asyncio.timeout(timeout):
-                return await self._request(address, prefix, frame, min(CONNECT_S, timeout / 2))
-        except TimeoutError:
+            return await self._request(address, prefix, frame, deadline, connect_s)
+        except FrameTimeout:
             self._counts["errors"] += 1
             raise TransportError(f"{protocol} to {address} timed out after {timeout}s") from None
         except TransportError:
@@ -55,13 +57,21 @@ class BulkClient:
         for channel in [*self._pool.drain(), *self._busy]:
             channel.abort()
 
-    async def _request(self, address: str, prefix: bytes, frame: Frame, connect_s: float) -> Frame:
+    async def _request(
+        self, address: str, prefix: bytes, frame: Frame, deadline: float, connect_s: float
+    ) -> Frame:
+        """The exchange on a pooled or new connection; its reads and writes that wait fail with
+        FrameTimeout at loop time `deadline` (no timer is set unless one waits)."""
         for attempt in (1, 2):
             channel, reused = await self._channel(address, connect_s)
             received_before = channel.received
             self._busy.add(channel)
             try:
-                reply, reusable = await self._exchange(channel, prefix, frame)
+                with channel.deadline_at(deadline):
+                    reply, reusable = await self._exchange(channel, prefix, frame)
+            except FrameTimeout:
+                channel.abort()
+                raise
             except TransportError:
                 channel.abort()
                 if reused and attempt == 1 and channel.received == received_before:

@@ -20,9 +20,10 @@ from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 
-from p2p.frame_server import FrameServer, FrameTimeout, Served
+from p2p.frame_server import FrameServer, Served
 from p2p.framing import (
     SMALL_BODY,
+    FrameTimeout,
     FramingError,
     as_bytes_view,
     encode_frame,
@@ -127,7 +128,7 @@ class _InboundConnection:
         self.remote = f"bulk:{channel.remote_host}"
 
     def deadline(self, seconds: float) -> AbstractAsyncContextManager[None]:
-        return asyncio_deadline(seconds)
+        return self.channel.deadline(seconds)
 
     async def next_protocol(self) -> str:
         (size,) = PROTO_LEN.unpack(await read_exact(self.channel, PROTO_LEN.size))
@@ -149,7 +150,7 @@ class _InboundConnection:
             data = encode_frame(frame)  # the transport takes it at once: nothing to time out
             self.channel.write_now(data)
             return len(data)
-        async with asyncio_deadline(self._limits.frame_s):
+        async with self.channel.deadline(self._limits.frame_s):
             return await write_frame(self.channel, frame)
 
     async def hang_up(self, frame: Frame) -> int:

@@ -57,10 +57,14 @@ class Header:
     """Tagged with the pair's session key rather than signed."""
 
 
+EMPTY_DIGEST = blake3.blake3(b"").digest()
+
+
 def digest(body: Buffer) -> bytes:
-    return blake3.blake3(
-        body, max_threads=blake3.blake3.AUTO if nbytes(body) > 1 << 22 else 1
-    ).digest()
+    size = nbytes(body)
+    if not size:
+        return EMPTY_DIGEST
+    return blake3.blake3(body, max_threads=blake3.blake3.AUTO if size > 1 << 22 else 1).digest()
 
 
 class SeqCounter:

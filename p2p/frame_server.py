@@ -20,6 +20,7 @@ from typing import Protocol
 from p2p.framing import (
     PREAMBLE_SIZE,
     ByteChannel,
+    FrameTimeout,
     FrameTooLarge,
     StreamEnded,
     read_body,
@@ -28,7 +29,7 @@ from p2p.framing import (
 )
 from p2p.lane_support import InflightBudget, LaneLimits, error_notice
 from p2p.refusals import Reason
-from p2p.transport import Frame, FrameHandler, TransportError
+from p2p.transport import Frame, FrameHandler
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,6 @@ log = logging.getLogger(__name__)
 class Served:
     handler: FrameHandler
     max_body: int
-
-
-class FrameTimeout(TransportError):
-    """A read of the next frame, or of the rest of a started one, took too long."""
 
 
 class InboundLane(Protocol):

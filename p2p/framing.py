@@ -29,6 +29,10 @@ class FramingError(TransportError):
     """Bytes on a stream that are not a frame within the limits."""
 
 
+class FrameTimeout(TransportError):
+    """A read of the next frame, or of the rest of a started one, took too long."""
+
+
 class FrameTooLarge(FramingError):
     def __init__(self, head_len: int, body_len: int, max_body: int) -> None:
         super().__init__(

@@ -20,8 +20,7 @@ import trio
 from libp2p.abc import INetStream
 
 from p2p.bridge import Portal
-from p2p.frame_server import FrameTimeout
-from p2p.framing import TrioStreamChannel, frame_parts
+from p2p.framing import FrameTimeout, TrioStreamChannel, frame_parts
 from p2p.host import describe
 from p2p.lane_support import LaneLimits
 from p2p.transport import Frame, FrameHandler, TransportError

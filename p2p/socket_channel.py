@@ -4,7 +4,8 @@ Reads land directly in the caller's buffer: while ``read_into`` waits, ``get_buf
 event loop the unfilled rest of the caller's view, so a body goes from the kernel into its
 preallocated bytearray without an intermediate copy. Bytes that arrive while nobody reads are
 kept in a pending buffer, and reading pauses while it holds PENDING_HIGH bytes. Writes wait on
-the transport's flow control.
+the transport's flow control. A deadline (`deadline(seconds)`) costs nothing until a read or
+write has to wait: only then is a timer set, for the time left.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import socket
 from collections.abc import Callable
 from typing import cast
 
-from p2p.framing import StreamEnded
+from p2p.framing import FrameTimeout, StreamEnded
 from p2p.transport import Buffer, TransportError
 
 SCRATCH = 256 * 1024
@@ -41,6 +42,8 @@ class SocketChannel(asyncio.BufferedProtocol):
         self._writable.set()
         self.received = 0
         self.remote_host = ""
+        self._deadline: float | None = None
+        """Loop time by which a waiting read or write must have made progress (None: never)."""
 
     @property
     def writable(self) -> bool:
@@ -120,20 +123,40 @@ class SocketChannel(asyncio.BufferedProtocol):
             raise StreamEnded(wanted, got)
         self._target, self._filled = view, got
         self._resume()
-        self._waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
+        timer = None if self._deadline is None else loop.call_at(self._deadline, _expire, waiter)
         try:
-            await self._waiter
+            await waiter
         finally:
             got, self._target, self._waiter = self._filled, None, None
+            if timer is not None:
+                timer.cancel()
         if got < wanted:
             raise StreamEnded(wanted, got)
 
     async def write(self, data: Buffer) -> None:
         self.write_now(data)
         if not self._writable.is_set():
-            await self._writable.wait()
+            if self._deadline is None:
+                await self._writable.wait()
+            else:
+                try:
+                    async with asyncio.timeout_at(self._deadline):
+                        await self._writable.wait()
+                except TimeoutError:
+                    raise FrameTimeout("no progress writing before the deadline") from None
             if self._lost.is_set():
                 raise TransportError("connection lost while writing")
+
+    def deadline(self, seconds: float) -> Deadline:
+        """A context (sync or async) within which reads and writes that wait fail with
+        FrameTimeout once `seconds` have passed."""
+        return Deadline(self, asyncio.get_running_loop().time() + seconds)
+
+    def deadline_at(self, when: float) -> Deadline:
+        """`deadline` by loop time `when`."""
+        return Deadline(self, when)
 
     def write_now(self, data: Buffer) -> None:
         """Hand `data` to the transport without waiting for its buffer to drain (small writes;
@@ -175,3 +198,33 @@ class SocketChannel(asyncio.BufferedProtocol):
         if self._paused and self._transport is not None and not self._transport.is_closing():
             self._paused = False
             self._transport.resume_reading()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(FrameTimeout("no progress reading before the deadline"))
+
+
+class Deadline:
+    """`SocketChannel.deadline`: sets the channel's deadline, restores the outer one on exit."""
+
+    __slots__ = ("_at", "_channel", "_outer")
+
+    def __init__(self, channel: SocketChannel, at: float) -> None:
+        self._channel = channel
+        self._at = at
+        self._outer: float | None = None
+
+    def __enter__(self) -> None:
+        channel = self._channel
+        self._outer = channel._deadline
+        channel._deadline = self._at if self._outer is None else min(self._at, self._outer)
+
+    def __exit__(self, *exc: object) -> None:
+        self._channel._deadline = self._outer
+
+    async def __aenter__(self) -> None:
+        self.__enter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.__exit__()

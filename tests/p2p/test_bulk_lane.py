@@ -210,3 +210,39 @@ def test_inflight_budget_caps_each_remote_separately():
     assert budget.reserve("a", 60) and not budget.reserve("a", 41) and budget.reserve("b", 100)
     budget.release("a", 60)
     assert budget.held("a") == 0 and budget.reserve("a", 100)
+
+
+async def test_a_request_unanswered_past_its_timeout_fails_once_without_retry(lane: Lane):
+    lane.handler.gate = asyncio.Event()
+    assert (await lane.ask(Frame(b"warm"))).head == b"re:warm"  # a pooled connection
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(TransportError, match="timed out after 0.3s"):
+        await lane.ask(Frame(b"slow one", b"x" * 100), timeout=0.3)
+    assert 0.3 <= loop.time() - started < 2.0
+    assert lane.client_counts["errors"] == 1 and lane.client_counts["retries"] == 0
+    lane.handler.gate.set()
+    assert (await lane.ask(Frame(b"after"))).head == b"re:after"  # on a new connection
+    assert lane.client_counts["bulk_connections_opened"] == 2
+
+
+@pytest.mark.parametrize("sent", ["nothing", "half a frame"])
+async def test_the_server_drops_a_connection_that_stalls(sent: str):
+    counts = dict.fromkeys(COUNTERS, 0)
+    limits = LaneLimits(idle_s=0.3, frame_s=0.3, linger_s=0.2)
+    server = BulkServer({PROTO: Served(Recorder(), 64 * 1024)}, limits, 1 << 30, counts)
+    await server.start("127.0.0.1:0")
+    host, port = split_host_port(server.address)
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        if sent == "half a frame":  # a head announcing 1,000 body bytes, then 10 of them
+            writer.write(encode_protocol(PROTO) + encode_preamble(4, 1000) + b"head" + b"x" * 10)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert await asyncio.wait_for(reader.read(), 5.0) == b""  # the server hung up
+        assert 0.25 <= loop.time() - started < 3.0
+        assert counts["errors"] == (1 if sent == "half a frame" else 0)
+        assert counts["frames_in"] == 0
+    finally:
+        writer.close()
+        await server.close()
