@@ -25,6 +25,10 @@ from training.stages import StageModule
 BatchId = Hashable
 
 
+BOTTLENECK = ("squeeze.", "expand.")
+"""Parameter name prefixes of the boundary bottleneck (`training.stages`)."""
+
+
 class BatchNotCached(LookupError):
     """Backward for a batch whose forward state is not (or no longer) held."""
 
@@ -41,10 +45,15 @@ class EngineConfig:
     cache_size: int = 8
     recompute: bool = False
     device: str | None = None
+    bottleneck_lr: float = 1.0
+    """The learning rate of the bottleneck's projections (`squeeze.*`, `expand.*`) as a share
+    of `lr`."""
 
     def __post_init__(self) -> None:
         if self.accumulate < 1 or self.cache_size < 1 or self.warmup_steps < 0:
             raise ValueError("accumulate and cache_size must be >= 1, warmup_steps >= 0")
+        if not 0 <= self.bottleneck_lr <= 1_000:
+            raise ValueError("bottleneck_lr must be in [0, 1000]")
 
 
 @dataclass(slots=True)
@@ -62,11 +71,15 @@ class StageEngine:
         self.device = torch.device(self.config.device) if self.config.device else default_device()
         self.module = module.to(self.device)
         self.spec = module.spec
-        params = list(module.parameters())
+        named = list(module.named_parameters())
+        params = [p for n, p in named if not n.startswith(BOTTLENECK)]
         groups: list[dict[str, Any]] = [
-            {"params": [p for p in params if p.ndim >= 2]},
-            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+            {"params": [p for p in params if p.ndim >= 2], "lr_share": 1.0},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0, "lr_share": 1.0},
         ]
+        bottleneck = [p for n, p in named if n.startswith(BOTTLENECK)]
+        if bottleneck:
+            groups.append({"params": bottleneck, "lr_share": self.config.bottleneck_lr})
         self.optimizer = torch.optim.AdamW(
             groups,
             lr=self.config.lr,
@@ -192,7 +205,7 @@ class StageEngine:
         warmup = self.config.warmup_steps
         scale = min(1.0, (self.weights_version + 1) / warmup) if warmup else 1.0
         for group in self.optimizer.param_groups:
-            group["lr"] = self.config.lr * scale
+            group["lr"] = self.config.lr * scale * group["lr_share"]
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.weights_version += 1

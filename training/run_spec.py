@@ -50,6 +50,8 @@ class RunSpec:
     compress: int = 0
     """Activation compression at stage boundaries: a learned bottleneck of width
     dim // compress (`ModelConfig.bottleneck`); 0 or 1: none."""
+    compress_lr: float = 0.2
+    """The bottleneck's learning rate as a share of `lr` (`EngineConfig.bottleneck_lr`)."""
 
     def __post_init__(self) -> None:
         if self.model not in PRESETS:
@@ -100,6 +102,7 @@ class RunSpec:
             accumulate=self.accumulate,
             cache_size=cache_size,
             device=device,
+            bottleneck_lr=self.compress_lr,
         )
 
     def data_config(self, cache_dir: Path) -> DataConfig:

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from training.engine import StageEngine
 from training.model import ModelConfig
 from training.presets import preset
 from training.run_spec import RunSpec
@@ -86,3 +87,20 @@ def test_a_compressed_split_learns() -> None:
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.5 * losses[0]
     assert stages[0].squeeze["0"].weight.grad is not None  # the bottleneck itself is trained
+
+
+@pytest.mark.parametrize("share", [0.0, 0.2, 1.0])
+def test_the_bottleneck_learns_at_its_share_of_the_learning_rate(share: float) -> None:
+    config = preset("tiny", bottleneck=16)
+    stage = StageModule(config, split_layers(config.n_layers, 3)[1], seed=7)
+    spec = RunSpec(model="tiny", compress=4, compress_lr=share, lr=1e-2, accumulate=1)
+    engine = StageEngine(stage, spec.engine_config())
+    before = {n: p.detach().clone() for n, p in stage.named_parameters()}
+    x = torch.randn(2, 8, 16)
+    out = engine.forward("b", x)
+    engine.backward("b", torch.randn_like(out))
+    moved = {n: float((p.detach() - before[n]).abs().max()) for n, p in stage.named_parameters()}
+    # AdamW's first step moves a weight by about lr (plus the decoupled decay, lr * 0.1 * w)
+    for name in ("expand.0.weight", "squeeze.1.weight"):
+        assert moved[name] == pytest.approx(1e-2 * share, rel=0.15, abs=1e-9)
+    assert moved["layers.2.attn.wqkv.weight"] == pytest.approx(1e-2, rel=0.15)
