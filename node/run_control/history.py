@@ -79,18 +79,17 @@ class RunHistory:
 
     def compact(self, before: int, max_windows: int = 64) -> int:
         """Drop what only audits and merges of recent windows read (each miner's pre-merge
-        checkpoint and the members it went on from) from the closed windows `< before`,
-        keeping how many merged in each stage; returns how many windows were compacted. The
-        losses, work, weights and evaluation stay for the run."""
+        checkpoint and the members it went on from) from the closed windows `< before` (at
+        most `max_windows` records a call), keeping how many merged in each stage; returns how
+        many windows were compacted. The losses, work, weights and evaluation stay for the
+        run; a window that never closed is passed over as it is."""
         done = 0
         with self._store.write() as txn:
             start = int(txn.get(HISTORY, f"{self._run}/compacted") or 0)
             found = txn.range(HISTORY, self._window_key(start), self._window_key(before))
             window = start
             for key, record in list(islice(found, max_windows)):
-                if not record.get("closed"):
-                    break
-                if "members" in record or "premerge" in record:
+                if record.get("closed") and ("members" in record or "premerge" in record):
                     kept = {k: v for k, v in record.items() if k not in ("members", "premerge")}
                     txn.put(HISTORY, key, {**kept, "merged": merged_counts(record)})
                     done += 1

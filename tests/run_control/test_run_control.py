@@ -55,6 +55,28 @@ def test_windows_losses_weights_and_assignments_survive_reopening(tmp_path: Path
         assert (second["window"], second["loss"], second["eval"]) == (1, 1.0, {})
 
 
+def test_compaction_keeps_the_summary_and_passes_over_a_window_never_closed(
+    store: Store,
+) -> None:
+    history = RunHistory(store, "r")
+    members = {"p0": [0, "a"], "p1": [0, "a"], "p2": [1, "b"]}
+    for w in range(6):
+        history.add_losses(w, {0: 2.0})
+        if w != 2:  # window 2 never closed
+            fields = {"versions": {"0": "v", "1": "v"}, "members": members, "premerge": {"p0": "x"}}
+            history.close_window(w, tokens=8, seconds=1.0, work={"p0": {}}, **fields)
+    summaries = [window_summary(r) for r in history.windows()]
+    assert history.compact(4, max_windows=2) == 2  # windows 0 and 1
+    assert history.compact(4) == 1  # 2 passed over, 3 compacted
+    assert history.compact(4) == 0
+    records = history.windows()
+    assert [("members" in r, "premerge" in r) for r in records] == [(False, False)] * 4 + [
+        (True, True)
+    ] * 2
+    assert [window_summary(r) for r in records] == summaries  # what /status shows is unchanged
+    assert records[0]["merged"] == {"0": 2, "1": 1} and records[2].get("closed") is None
+
+
 def test_progress_counts_steps_tokens_and_the_last_group_loss() -> None:
     closed = [{"window": 0, "completed": 8, "seconds": 4.0, "loss": 5.0}]
     state = RunState(
