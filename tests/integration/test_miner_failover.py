@@ -6,7 +6,6 @@ from typing import Any
 import pytest
 
 from tests.integration.kit import (
-    TINY_RUN,
     losses,
     running,
     stage_holder,
@@ -16,6 +15,7 @@ from tests.integration.kit import (
 
 pytestmark = pytest.mark.integration
 WINDOWS = 3
+BATCHES = 32
 
 
 def mid_window(section: dict[str, Any]) -> bool:
@@ -33,6 +33,9 @@ async def test_killed_miner_is_replaced_by_standby(tmp_path: Path, data_cache: P
     plan = tiny_plan(
         data_cache, windows=WINDOWS, miners=4, sets=["orchestrator.max_miners_per_stage=1"]
     )
+    # Windows of 32 batches last seconds, not one: long enough for a status poll to find
+    # window 1 under way (at 8 batches a window took under a second on the bulk lane).
+    plan.run["batches_per_window"] = BATCHES
     async with running(tmp_path, plan) as net:
         section = await wait_for(
             net,
@@ -55,7 +58,7 @@ async def test_killed_miner_is_replaced_by_standby(tmp_path: Path, data_cache: P
         # Window 1 went on after the kill: its batches finished through the standby (the dead
         # miner's open routes are re-issued after their lease; under heavy CPU contention a
         # route can lapse max_attempts times and be dropped, which the orchestrator may do).
-        per_window = TINY_RUN["batches_per_window"]
+        per_window = BATCHES
         counts = [(w.get("completed", 0), w.get("dropped", 0)) for w in history]
         assert all(c + d == per_window for c, d in counts), counts
         assert counts[1][0] > section["batches"]["completed"], (counts, section["batches"])

@@ -13,6 +13,7 @@ WINDOWS = 3
 
 async def test_orchestrator_resumes_run_after_kill(tmp_path: Path, data_cache: Path) -> None:
     plan = tiny_plan(data_cache, windows=WINDOWS, miners=3)
+    plan.run["batches_per_window"] = 32  # windows of seconds: a status poll finds window 1
     async with running(tmp_path, plan) as net:
         before = await wait_for(
             net,
