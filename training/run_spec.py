@@ -67,6 +67,8 @@ class RunSpec:
             raise ValueError(f"seq_len {self.seq_len} > {self.model}'s max_seq_len")
         if self.compress < 0 or PRESETS[self.model].dim // max(self.compress, 1) < 1:
             raise ValueError(f"compress {self.compress} must be >= 0 and at most the model's dim")
+        if not 0 <= self.compress_lr <= 1_000:
+            raise ValueError(f"compress_lr {self.compress_lr} must be in [0, 1000]")
         weights = list(self.mixture.values())
         if weights and (
             any(not isinstance(w, int | float) or w < 0 for w in weights) or sum(weights) <= 0

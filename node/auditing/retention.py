@@ -12,9 +12,13 @@ past the quality book's last folded window, whose screens are still to be folded
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from node.auditing.records import AuditRecords
+from store import StoreError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +39,8 @@ class AuditRetention:
         self.keep_fails = max(self.keep, t_decay + penalty_windows + 1)
         self.pruned = 0
         """Records forgotten since the start."""
+        self.failed = 0
+        """Prunes the store refused (e.g. a full map: a delete copies pages too)."""
 
     def horizon(self, current: int) -> Horizon | None:
         """What may go at window `current` (None before the first audit)."""
@@ -49,10 +55,16 @@ class AuditRetention:
         return Horizon(before=before, fails_before=anchor - self.keep_fails)
 
     def prune(self, current: int | None) -> int:
-        """Forget the records beyond the horizon at `current`; returns how many went."""
-        horizon = None if current is None else self.horizon(current)
-        if horizon is None or horizon.before <= 0:
+        """Forget the records beyond the horizon at `current`; returns how many went (0 when
+        the store refused: the records stay until the next tick)."""
+        try:
+            horizon = None if current is None else self.horizon(current)
+            if horizon is None or horizon.before <= 0:
+                return 0
+            gone = self.records.prune(horizon.before, fails_before=horizon.fails_before)
+        except StoreError as exc:
+            self.failed += 1
+            log.warning("audit records not pruned: %s", exc)
             return 0
-        gone = self.records.prune(horizon.before, fails_before=horizon.fails_before)
         self.pruned += gone
         return gone

@@ -112,3 +112,12 @@ def test_nothing_goes_before_the_first_audit(tmp_path: Path) -> None:
         records.commit(3, opened=True)
         records.set_next_window(3)
         assert retention.prune(500) == 0 and records.secret(3) is not None
+
+
+def test_a_store_that_refuses_the_prune_keeps_the_records_and_the_node(tmp_path: Path) -> None:
+    with Store.open(tmp_path, StoreConfig()) as store:
+        records = AuditRecords(store, "run", "v")
+        fill(records, 120)
+        retention = AuditRetention(records, t_decay=10, penalty_windows=150, keep_windows=0)
+        store.close()  # every read and write now raises StoreError
+        assert retention.prune(120) == 0 and retention.failed == 1

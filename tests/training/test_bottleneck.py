@@ -69,6 +69,8 @@ def test_run_spec_compress_sets_the_bottleneck() -> None:
             RunSpec(model="small", compress=bad)
     with pytest.raises(ValueError, match="bottleneck"):
         preset("tiny", bottleneck=65)
+    with pytest.raises(ValueError, match="compress_lr"):
+        RunSpec(model="small", compress=16, compress_lr=-0.1)
 
 
 def test_a_compressed_split_learns() -> None:
