@@ -190,6 +190,9 @@ class DevnetPlan:
             # Every node of the devnet shares this machine's cores: a hop waits for the CPU as
             # much as for its queue, so leases get more slack than across separate machines.
             f"orchestrator.leases.k={DEVNET_LEASE_K}",
+            # Every window has its auditors: with the chain a validator's permit comes with
+            # the first epoch, and a tiny window passes in a second.
+            f"orchestrator.wait_for_validators={self.validators}",
             # Each window leaves every miner's checkpoints before and after its stage's merge
             # with the orchestrator (about 40 MiB each for `small`); LMDB maps are sparse.
             f"store.map_size_mib={DEVNET_MAP_MIB}",

@@ -39,6 +39,9 @@ def progress_line(orch: dict[str, Any] | None, windows: int) -> str:
     loss_text = f"{loss:.4f}" if isinstance(loss, int | float) else "-"
     shown = min(window + 1, target) if target else window + 1
     phase = "done" if orch.get("done") else str(orch.get("phase", "?"))
+    waiting = int(_num(orch.get("waiting_for_validators")))
+    if waiting and not orch.get("done"):
+        phase = f"waiting for {waiting} validator{'s' if waiting > 1 else ''}"
     return (
         f"window {shown}/{target} [{bar}] {completed}/{total} batches  "
         f"step {int(_num(progress.get('step')))}  loss {loss_text}  "

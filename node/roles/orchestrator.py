@@ -65,6 +65,8 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
         self._eval_task: asyncio.Task[None] | None = None
         self._next_gc = 0.0
         self._gc_counters: Counter[str] = Counter()
+        self._held = config.wait_for_validators > 0
+        """Window 0 waits for `wait_for_validators` followers (released once, for this run)."""
         ctx.endpoint.register(ReceiptBatch, self.intake.on_batch)
         self.audits = AuditDesk(
             self.core,
@@ -164,7 +166,8 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
             return
         if state.phase is Phase.TRAIN:
             acked = members.acknowledged()
-            self.dispatcher.send(self.core.tick(fill=members.ready(acked), eligible=acked))
+            fill = members.ready(acked) and not self._holding(state.window)
+            self.dispatcher.send(self.core.tick(fill=fill, eligible=acked))
         else:
             closed = state.window
             await self._collect_garbage(now_please=True)  # room for the window's checkpoints
@@ -201,6 +204,17 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
             verdicts_pruned=self.audits.prune(before),
             history_compacted=self.history.compact(before),
         )
+
+    def _holding(self, window: int) -> bool:
+        """True while the first window waits for its validators (`wait_for_validators`)."""
+        if self._held and (
+            window > 0 or len(self.audits.followers) >= self.config.wait_for_validators
+        ):
+            self._held = False
+            log.info(
+                "window %s opens: %s validators follow the run", window, len(self.audits.followers)
+            )
+        return self._held
 
     def _finished(self, window: int) -> bool:
         return bool(self.config.windows) and window >= self.config.windows
@@ -327,6 +341,11 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
             windows_target=self.config.windows,
             done=done,
             ready=self._membership.ready() if self._membership else False,
+            waiting_for_validators=(
+                max(0, self.config.wait_for_validators - len(self.audits.followers))
+                if self._held
+                else 0
+            ),
             evaluating=self._evaluating,
             progress=run_progress(
                 state,

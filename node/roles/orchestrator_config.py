@@ -36,15 +36,20 @@ class OrchestratorConfig:
     max_miners_per_stage: int = 0
     """Miners routed per stage (0: no limit); the rest stand by. The miners of a stage merge
     their weights at each window end (`[orchestrator.merge]`)."""
+    wait_for_validators: int = 0
+    """Hold the first window until this many validators follow the run (ask where it is), so
+    that every window has an auditor committed to it (0: start as soon as every stage is held).
+    A validator on the chain needs its permit first: up to one tempo."""
     leases: LeaseConfig = field(default_factory=LeaseConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     merge: MergeConfig = field(default_factory=MergeConfig)
 
     def __post_init__(self) -> None:
-        if min(self.windows, self.max_in_flight, self.eval_batches, self.max_miners_per_stage) < 0:
+        limits = (self.windows, self.max_in_flight, self.eval_batches, self.max_miners_per_stage)
+        if min(*limits, self.wait_for_validators) < 0:
             raise ValueError(
-                "orchestrator.windows, max_in_flight, eval_batches and max_miners_per_stage "
-                "must be >= 0"
+                "orchestrator.windows, max_in_flight, eval_batches, max_miners_per_stage and "
+                "wait_for_validators must be >= 0"
             )
         if self.record_windows < 2:
             raise ValueError("orchestrator.record_windows must be >= 2")

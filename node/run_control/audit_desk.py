@@ -69,6 +69,8 @@ class AuditDesk:
         """The pinned run spec (set once the orchestrator has built the dataset)."""
         self.batches_per_window = batches_per_window
         self.counters: Counter[str] = Counter()
+        self.followers: set[str] = set()
+        """Validators (peer ids) that asked where the run is since this node started."""
 
     def register(self, endpoint: Endpoint) -> None:
         endpoint.register(ReceiptQuery, self.on_receipts)
@@ -97,6 +99,7 @@ class AuditDesk:
 
     async def on_window(self, msg: WindowInfoQuery, peer: PeerSession) -> Message:
         self._validator(peer)
+        self.followers.add(peer.peer_id)
         w = msg.window
         if w < 0:
             raise Refused(Reason.MALFORMED, "window must be >= 0")
