@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pipeline import add_run_args, run_spec
+from run_args import add_run_args, run_spec
 
 from node.auditing.pay_rule import compose
 from training.data.build import build_dataset

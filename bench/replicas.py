@@ -40,7 +40,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from pipeline import add_run_args, run_spec
+from run_args import add_run_args, run_spec
 
 from training.data.build import build_dataset
 from training.data.dataset import Dataset

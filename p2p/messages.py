@@ -214,7 +214,7 @@ class Activation(Message):
 
     type_id = 20
     protocol = "/tessera/activation/1"
-    dtypes = FLOAT_DTYPES
+    dtypes = FLOAT_DTYPES | {"int8"}  # int8: codes and their scales (`training.wire`)
     max_rank = 4
     max_body = 256 * MiB
     rate_per_s = 200.0

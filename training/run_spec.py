@@ -17,6 +17,7 @@ from training.data.dataset import DataConfig, Dataset
 from training.engine import EngineConfig
 from training.model import ModelConfig
 from training.presets import PRESETS, preset
+from training.wire import WIRE_DTYPES, WireFormat
 
 
 @dataclass(kw_only=True, slots=True)
@@ -52,6 +53,9 @@ class RunSpec:
     dim // compress (`ModelConfig.bottleneck`); 0 or 1: none."""
     compress_lr: float = 0.2
     """The bottleneck's learning rate as a share of `lr` (`EngineConfig.bottleneck_lr`)."""
+    wire: str = "float32"
+    """How activations and gradients cross stage boundaries: "float32", or "int8" with a scale
+    per sequence and channel (`training.wire`), a quarter of the bytes."""
 
     def __post_init__(self) -> None:
         if self.model not in PRESETS:
@@ -69,6 +73,8 @@ class RunSpec:
             raise ValueError(f"compress {self.compress} must be >= 0 and at most the model's dim")
         if not 0 <= self.compress_lr <= 1_000:
             raise ValueError(f"compress_lr {self.compress_lr} must be in [0, 1000]")
+        if self.wire not in WIRE_DTYPES:
+            raise ValueError(f"wire {self.wire!r} must be one of {', '.join(WIRE_DTYPES)}")
         weights = list(self.mixture.values())
         if weights and (
             any(not isinstance(w, int | float) or w < 0 for w in weights) or sum(weights) <= 0
@@ -94,6 +100,11 @@ class RunSpec:
         dim = PRESETS[self.model].dim
         bottleneck = dim // self.compress if self.compress > 1 else 0
         return preset(self.model, vocab_size=self.vocab_size, bottleneck=bottleneck)
+
+    def wire_format(self) -> WireFormat:
+        """The format of every activation and gradient exchanged between neighbouring stages."""
+        shape = (self.batch_size, self.seq_len, self.model_config().wire_dim)
+        return WireFormat(shape=shape, dtype=self.wire)
 
     def engine_config(self, *, device: str | None = None, cache_size: int = 8) -> EngineConfig:
         return EngineConfig(

@@ -8,7 +8,9 @@ weight stashing), so the same order on the same device kind and settings reprodu
 bit for bit; elsewhere the caller compares with `verification.compare` tolerances.
 
 Digests follow the miner (`node/mining/compute.py`): 32-byte blake3 (`p2p.envelope.digest`) of a
-tensor's wire bytes (`TensorPayload.from_torch(t).data`). Stage 0's forward input is its token
+tensor's wire bytes: activations and gradients in the run's wire format (`RunSpec.wire_format`,
+float32 or int8: decoded to compute on, re-encoded to digest), the rest as raw tensor bytes
+(`TensorPayload.from_torch(t).data`). Stage 0's forward input is its token
 ids (int64), rebuilt here from the data schedule and never taken from the miner; the last stage's
 targets likewise. The last stage's forward output, and so its backward input, is the loss as a
 float32 tensor of shape (1,); stage 0's backward output is b"".
@@ -16,6 +18,7 @@ float32 tensor of shape (1,); stage 0's backward output is b"".
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from p2p.envelope import digest
-from p2p.tensors import TensorPayload
+from p2p.tensors import ITEMSIZE, TensorPayload
 from p2p.transport import Buffer
 from training.data.dataset import Dataset
 from training.engine import BatchNotCached, StageEngine
@@ -44,8 +47,9 @@ class Unit:
     window: int
     batch: int
     inputs: torch.Tensor | Buffer | None
-    """The input the miner was sent (wire bytes are read as float32 activations); None where the
-    replay rebuilds it (stage 0's forward, the last stage's backward) or where it is missing."""
+    """The input the miner was sent (wire bytes, in the run's wire format, or a float tensor
+    that is encoded first); None where the replay rebuilds it (stage 0's forward, the last
+    stage's backward) or where it is missing."""
     output_digest: bytes
     input_digest: bytes
     route: str = ""
@@ -158,7 +162,7 @@ class _Run:
         self.dataset = dataset
         self.first = stage == 0
         self.last = stage == spec.n_stages - 1
-        self.act_shape = (spec.batch_size, spec.seq_len, spec.model_config().wire_dim)
+        self.wire = spec.wire_format()
         self.start_version = engine.weights_version
         self.losses: dict[BatchKey, bytes] = {}
         """The loss digest each last-stage forward claimed: what its backward reads."""
@@ -173,29 +177,36 @@ class _Run:
         if unit.weights_version:
             weights_ok = unit.weights_version == self.engine.weights_digest()
         x: torch.Tensor | None = None
+        input_digest = b""
         if direction == FORWARD and self.first:
             x = self._batch(unit)[0]
+            input_digest = digest(wire(x))
         elif not (direction == BACKWARD and self.last):
             if unit.inputs is None:
                 return _no_output(index, unit, False, "missing input")
-            x = self._tensor(unit.inputs)
-            if x is None or digest(wire(x)) != unit.input_digest:
+            got = self._input(unit.inputs)
+            if got is None or got[1] != unit.input_digest:
                 return _no_output(index, unit, False, "input does not match its digest", False)
+            x, input_digest = got
         try:
-            out, input_digest = self._compute(key, unit, x)
+            out, input_digest = self._compute(key, unit, x, input_digest)
         except (BatchNotCached, ValueError) as exc:
             return _no_output(index, unit, True, f"impossible unit: {exc}", None, weights_ok)
         if out.is_floating_point() and out.dtype != torch.float32:
             out = out.to(torch.float32)
-        out_digest = digest(wire(out))
+        # An activation or gradient crosses in the wire format; the loss and stage 0's b"" not.
+        crossing = not self.last if direction == FORWARD else not self.first
+        sent = self.wire.encode(out) if crossing else TensorPayload.from_torch(out)
+        out_digest = digest(sent.data)
         match = out_digest == unit.output_digest
         comparison, note = None, ""
         if not match and unit.claimed_output is not None:
             if digest(unit.claimed_output) != unit.output_digest:
                 note = "claimed output bytes do not match the receipt's digest"
             else:
-                claimed = from_wire(unit.claimed_output, out)
-                comparison = MISSHAPEN if claimed is None else compare(claimed, out)
+                ours = self.wire.decode(sent) if crossing else out
+                claimed = self._decode(unit.claimed_output, ours, crossing)
+                comparison = MISSHAPEN if claimed is None else compare(claimed, ours)
         return UnitResult(
             index,
             direction,
@@ -212,10 +223,9 @@ class _Run:
         )
 
     def _compute(
-        self, key: BatchKey, unit: Unit, x: torch.Tensor | None
+        self, key: BatchKey, unit: Unit, x: torch.Tensor | None, input_digest: bytes
     ) -> tuple[torch.Tensor, bytes]:
         engine = self.engine
-        input_digest = b"" if x is None else digest(wire(x))
         if x is not None and x.is_floating_point():
             x = x.to(self.dtype)
         if unit.direction == FORWARD:
@@ -240,8 +250,25 @@ class _Run:
     def _batch(self, unit: Unit) -> tuple[torch.Tensor, torch.Tensor]:
         return self.spec.batch(self.dataset, unit.window, unit.batch)
 
-    def _tensor(self, inputs: torch.Tensor | Buffer) -> torch.Tensor | None:
-        if isinstance(inputs, torch.Tensor):
-            return inputs
-        like = torch.empty(self.act_shape, dtype=torch.float32)
-        return from_wire(inputs, like)
+    def _input(self, inputs: torch.Tensor | Buffer) -> tuple[torch.Tensor, bytes] | None:
+        """The decoded input and the digest of its wire bytes; None if they are misshapen."""
+        payload = (
+            self.wire.encode(inputs) if isinstance(inputs, torch.Tensor) else self._payload(inputs)
+        )
+        if payload is None:
+            return None
+        return self.wire.decode(payload), digest(payload.data)
+
+    def _payload(self, data: Buffer) -> TensorPayload | None:
+        wire_format = self.wire
+        shape = wire_format.payload_shape
+        raw = memoryview(data).cast("B")
+        if len(raw) != math.prod(shape) * ITEMSIZE[wire_format.dtype]:
+            return None
+        return TensorPayload(wire_format.dtype, shape, bytes(raw))
+
+    def _decode(self, data: Buffer, like: torch.Tensor, crossing: bool) -> torch.Tensor | None:
+        if not crossing:
+            return from_wire(data, like)
+        payload = self._payload(data)
+        return None if payload is None else self.wire.decode(payload)

@@ -77,6 +77,13 @@ def add_parser(sub: Any) -> None:
         help="activation compression ratio R at stage boundaries: a learned bottleneck of "
         "width dim // R (0: none)",
     )
+    run.add_argument(
+        "--wire",
+        choices=("float32", "int8"),  # training.wire.WIRE_DTYPES, which imports torch
+        default="float32",
+        help="how activations and gradients cross stage boundaries (int8: a scale per sequence "
+        "and channel, a quarter of the bytes)",
+    )
     run.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
     run.add_argument("--data-seed", type=int, default=0, help="batch schedule seed")
     run.add_argument("--threads", type=int, default=1, help="torch threads per miner")
@@ -165,6 +172,7 @@ def plan_from_args(args: argparse.Namespace) -> DevnetPlan:
             "accumulate": args.accumulate,
             "lr": args.lr,
             "compress": args.compress,
+            "wire": args.wire,
         }
     return DevnetPlan(
         stages=args.stages,

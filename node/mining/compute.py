@@ -3,9 +3,10 @@
 Each returns the tensor to send on (if any) and one `UnitRecord` per unit of work, holding the
 raw input and output bytes exactly as they travel on the wire, their blake3 digests (the envelope
 digest, so a neighbour's receipt names the same bytes) and the stage's weights digest at the
-time. Conventions: stage 0's forward input is the batch's token ids (int64); the last stage's
-forward output, and so its backward input, is the loss as a float32 scalar; stage 0's backward
-output is empty.
+time. Activations and gradients cross in the run's wire format (`training.wire`: float32, or
+int8 with a scale per sequence and channel). Conventions: stage 0's forward input is the batch's
+token ids (int64); the last stage's forward output, and so its backward input, is the loss as a
+float32 scalar; stage 0's backward output is empty.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def forward(holding: StageHolding, key: BatchKey, payload: TensorPayload | None)
     else:
         if payload is None:
             raise ValueError("a stage after the first needs its input activation")
-        x = payload.to_torch()
+        x = holding.wire.decode(payload)
         if holding.is_last:
             targets = _targets(holding, key)[1]
     laps.lap("serialise")
@@ -79,7 +80,7 @@ def forward(holding: StageHolding, key: BatchKey, payload: TensorPayload | None)
     out = engine.forward(key, x, targets if holding.is_last else None)
     laps.lap("compute")
     if not holding.is_last:
-        sent = TensorPayload.from_torch(out)
+        sent = holding.wire.encode(out)
         laps.lap("serialise")
         units = (_unit(FORWARD, payload.data, sent.data, version),)
         laps.lap("digests")
@@ -90,7 +91,7 @@ def forward(holding: StageHolding, key: BatchKey, payload: TensorPayload | None)
     laps.lap("digests")
     grad = engine.backward_from_loss(key)
     laps.lap("compute")
-    back = TensorPayload.from_torch(grad) if grad is not None else None
+    back = holding.wire.encode(grad) if grad is not None else None
     laps.lap("serialise")
     bwd = _unit(BACKWARD, loss_bytes, back.data if back is not None else b"", version)
     laps.lap("digests")
@@ -103,11 +104,11 @@ def backward(holding: StageHolding, key: BatchKey, payload: TensorPayload) -> St
     laps = Laps()
     version = engine.weights_digest()
     laps.lap("digests")
-    gradient = payload.to_torch()
+    gradient = holding.wire.decode(payload)
     laps.lap("serialise")
     grad = engine.backward(key, gradient)
     laps.lap("compute")
-    back = TensorPayload.from_torch(grad) if grad is not None else None
+    back = holding.wire.encode(grad) if grad is not None else None
     laps.lap("serialise")
     unit = _unit(BACKWARD, payload.data, back.data if back is not None else b"", version)
     laps.lap("digests")

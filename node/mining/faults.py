@@ -87,10 +87,10 @@ class _Fabricator(Behaviour):
         version = h.engine.weights_digest()
         act = torch.empty(h.act_shape)
         if not h.is_last:
-            out = TensorPayload.from_torch(self.make(act, FORWARD))
+            out = h.wire.encode(self.make(act, FORWARD))
             return StepResult((_record(FORWARD, bytes(x.data), bytes(out.data), version),), out)
         loss = _loss_bytes(float(self.make(torch.full((1,), 6.0), FORWARD)[0]))
-        grad = TensorPayload.from_torch(self.make(act, BACKWARD))
+        grad = h.wire.encode(self.make(act, BACKWARD))
         units = (
             _record(FORWARD, bytes(x.data), loss, version),
             _record(BACKWARD, loss, bytes(grad.data), version),
@@ -101,7 +101,7 @@ class _Fabricator(Behaviour):
         version = h.engine.weights_digest()
         if h.is_first:
             return StepResult((_record(BACKWARD, bytes(p.data), b"", version),), None)
-        grad = TensorPayload.from_torch(self.make(torch.empty(h.act_shape), BACKWARD))
+        grad = h.wire.encode(self.make(torch.empty(h.act_shape), BACKWARD))
         return StepResult((_record(BACKWARD, bytes(p.data), bytes(grad.data), version),), grad)
 
 
@@ -197,16 +197,19 @@ class Copycat(Behaviour):
 class NaN(Behaviour):
     kind = "nan"
 
-    def _poison(self, result: StepResult) -> StepResult:
-        send = result.send
+    def _poison(self, h: StageHolding, result: StepResult) -> StepResult:
+        send, sent = result.send, b""
         if send is not None:
-            t = send.to_torch().clone()
-            t.view(-1)[0] = math.nan
-            send = TensorPayload.from_torch(t)
+            sent = bytes(send.data)
+            t = h.wire.decode(send).clone()
+            t.view(-1)[0] = math.nan  # int8: the channel's scale becomes NaN
+            send = h.wire.encode(t)
         units: list[UnitRecord] = []
         for u in result.units:
             out = bytes(u.outputs)
-            if out:
+            if send is not None and out == sent:
+                out = bytes(send.data)
+            elif out:  # the last stage's loss
                 t = torch.frombuffer(bytearray(out), dtype=torch.float32).clone()
                 t[0] = math.nan
                 out = t.numpy().tobytes()
@@ -215,10 +218,10 @@ class NaN(Behaviour):
         return StepResult(tuple(units), send)
 
     def forward(self, h: StageHolding, key: BatchKey, p: TensorPayload | None) -> StepResult:
-        return self._poison(super().forward(h, key, p))
+        return self._poison(h, super().forward(h, key, p))
 
     def backward(self, h: StageHolding, key: BatchKey, p: TensorPayload) -> StepResult:
-        return self._poison(super().backward(h, key, p))
+        return self._poison(h, super().backward(h, key, p))
 
 
 class Bf16(Behaviour):

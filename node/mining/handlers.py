@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from node.mining.pipeline import Pipeline
 from node.mining.state import BatchKey, MinerState, StageHolding
-from node.mining.tickets import check_batch_index, check_route, check_tensor, verify_ticket
+from node.mining.tickets import check_batch_index, check_route, verify_ticket
 from p2p.admission import PeerSession
 from p2p.endpoint import Endpoint
 from p2p.messages import Ack, Activation, Gradient, Message, Work
@@ -53,7 +53,7 @@ class Handlers:
         holding = self._holding(msg.stage)
         if msg.stage == 0:
             raise Refused(Reason.NOT_ASSIGNED, "stage 0 takes Work, not activations")
-        check_tensor(msg.tensor, holding.act_shape)
+        holding.wire.check(msg.tensor)
         work = self._ticket(holding, msg.ticket, msg.window, msg.batch, msg.route)
         check_route(
             work, stage=msg.stage, me=self._state.peer_id, sender=peer.peer_id, upstream=True
@@ -69,7 +69,7 @@ class Handlers:
         holding = self._holding(msg.stage)
         if holding.is_last:
             raise Refused(Reason.NOT_ASSIGNED, "the last stage takes no gradients")
-        check_tensor(msg.tensor, holding.act_shape)
+        holding.wire.check(msg.tensor)
         work = self._ticket(holding, msg.ticket, msg.window, msg.batch, msg.route)
         check_route(
             work, stage=msg.stage, me=self._state.peer_id, sender=peer.peer_id, upstream=False

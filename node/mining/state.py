@@ -17,6 +17,7 @@ from p2p.messages import WeightsReport
 from training.data.dataset import Dataset
 from training.engine import StageEngine
 from training.run_spec import RunSpec
+from training.wire import WireFormat
 
 BatchKey = tuple[int, int, str]
 """(window, batch, route): a batch on one route; the engine's batch id."""
@@ -52,8 +53,12 @@ class StageHolding:
     @property
     def act_shape(self) -> tuple[int, int, int]:
         """The shape of every activation and gradient exchanged with a neighbour."""
-        spec = self.spec
-        return (spec.batch_size, spec.seq_len, spec.model_config().wire_dim)
+        return self.wire.shape
+
+    @property
+    def wire(self) -> WireFormat:
+        """How activations and gradients cross to and from the neighbours."""
+        return self.spec.wire_format()
 
 
 @dataclass(slots=True)

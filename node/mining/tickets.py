@@ -1,4 +1,5 @@
-"""Checks on pipeline messages before any compute: tickets, neighbours, tensors, batch indices.
+"""Checks on pipeline messages before any compute: tickets, neighbours, batch indices (tensors:
+`training.wire.WireFormat.check`).
 
 A route's *ticket* is the orchestrator's signed head of its `Work` (made with an empty ticket
 field). Every hop carries it, so each miner can check, without asking anyone, that the
@@ -11,9 +12,6 @@ from __future__ import annotations
 from p2p.messages import Work
 from p2p.refusals import Reason, Refused
 from p2p.statements import open_statement
-from p2p.tensors import TensorPayload
-
-ACTIVATION_DTYPE = "float32"
 
 
 def verify_ticket(
@@ -56,14 +54,6 @@ def check_route(work: Work, *, stage: int, me: str, sender: str, upstream: bool)
         raise Refused(
             Reason.BAD_TICKET, f"sender {sender} is not the route's miner of stage {neighbour}"
         )
-
-
-def check_tensor(payload: TensorPayload, shape: tuple[int, ...]) -> None:
-    """An activation or gradient: float32 of exactly the run's (batch, seq, dim) shape."""
-    if payload.dtype != ACTIVATION_DTYPE:
-        raise Refused(Reason.BAD_DTYPE, f"{payload.dtype}, this run exchanges {ACTIVATION_DTYPE}")
-    if tuple(payload.shape) != shape:
-        raise Refused(Reason.BAD_SHAPE, f"shape {tuple(payload.shape)}, expected {shape}")
 
 
 def check_batch_index(batch: int, batches_per_window: int) -> None:

@@ -75,6 +75,16 @@ def orchestrator_settings(data: Path) -> dict[str, Any]:
     }
 
 
+def validator_settings(data: Path) -> dict[str, Any]:
+    """The test validator: audits only when a test calls its auditor's `tick`, every miner."""
+    return {
+        "validator.audit": False,
+        "validator.miners_per_window": 3,
+        "validator.threads": 1,
+        "validator.data_cache": str(data),
+    }
+
+
 @pytest.fixture
 async def network(start_node: StartNode, audit_data: Path) -> Network:
     orch = await start_node("orch", ["orchestrator"], **orchestrator_settings(audit_data))
@@ -83,12 +93,9 @@ async def network(start_node: StartNode, audit_data: Path) -> Network:
         ["validator"],
         orch.p2p_addrs,
         **{
-            "validator.audit": False,
-            "validator.miners_per_window": 3,
-            "validator.threads": 1,
+            **validator_settings(audit_data),
             "validator.commit_ahead": 64,  # the tests tick rarely; windows are short
             "validator.t_decay": 100,
-            "validator.data_cache": str(audit_data),
         },
     )
     miners = [

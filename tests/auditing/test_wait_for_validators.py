@@ -8,7 +8,7 @@ from typing import Any
 
 from node.roles.orchestrator import OrchestratorComponent
 from node.roles.validator import ValidatorComponent
-from tests.auditing.conftest import StartNode, orchestrator_settings
+from tests.auditing.conftest import StartNode, orchestrator_settings, validator_settings
 from tests.auditing.test_audits import role
 from tests.mining.kit import SPEC, endpoint, wait_for
 from verification.verdict import Outcome
@@ -23,12 +23,7 @@ async def test_the_first_window_waits_for_its_validators(
         "validator",
         ["validator"],
         orch.p2p_addrs,
-        **{
-            "validator.audit": False,  # the test says when it first asks where the run is
-            "validator.miners_per_window": 3,
-            "validator.threads": 1,
-            "validator.data_cache": str(audit_data),
-        },
+        **validator_settings(audit_data),
     )
     for i in range(SPEC.n_stages):
         await start_node(
