@@ -154,6 +154,10 @@ def test_progress_line() -> None:
     partial = progress_line({"window": 0}, windows=3)  # keys missing until the run starts
     assert partial.startswith("window 1/3 [") and "loss -" in partial
     assert progress_line(orchestrator_section(done=True, window=2), 2).endswith("done")
+    held = orchestrator_section(window=0, waiting_for_validators=1)
+    assert progress_line(held, 2).endswith("waiting for 1 validator")
+    assert progress_line({**held, "waiting_for_validators": 2}, 2).endswith("for 2 validators")
+    assert progress_line({**held, "waiting_for_validators": 0}, 2).endswith("train")
 
 
 def test_progress_view_plain_lines_on_window_change() -> None:
