@@ -103,10 +103,17 @@ class ByteChannel(Protocol):
         """Fill `view` completely; raise StreamEnded if the stream ends first."""
         ...
 
+    def read_now(self, n: int) -> bytes | None:
+        """The next `n` bytes if they have already arrived (consumed), else None (nothing is)."""
+        ...
+
     async def write(self, data: Buffer) -> None: ...
 
 
 async def read_exact(channel: ByteChannel, n: int) -> bytes:
+    data = channel.read_now(n)
+    if data is not None:
+        return data
     buf = bytearray(n)
     if n:
         await channel.read_into(memoryview(buf))
@@ -167,6 +174,13 @@ class TrioStreamChannel:
             self._ahead += data[used:]
             got += used
 
+    def read_now(self, n: int) -> bytes | None:
+        if len(self._ahead) < n:
+            return None
+        data = bytes(self._ahead[:n])
+        del self._ahead[:n]
+        return data
+
     @property
     def buffered(self) -> int:
         """Bytes read ahead from the stream and not consumed yet."""
@@ -199,6 +213,9 @@ class AsyncioStreamChannel:
                 raise StreamEnded(wanted, got)
             view[got : got + len(data)] = data
             got += len(data)
+
+    def read_now(self, n: int) -> bytes | None:
+        return None  # StreamReader's buffer is private
 
     async def write(self, data: Buffer) -> None:
         self.writer.write(data)

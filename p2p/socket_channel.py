@@ -135,6 +135,16 @@ class SocketChannel(asyncio.BufferedProtocol):
         if got < wanted:
             raise StreamEnded(wanted, got)
 
+    def read_now(self, n: int) -> bytes | None:
+        """The next `n` bytes if they are pending already (no wait, no future), else None."""
+        if len(self._pending) < n:
+            return None
+        data = bytes(self._pending[:n])
+        del self._pending[:n]
+        if self._paused and len(self._pending) < PENDING_HIGH // 2:
+            self._resume()
+        return data
+
     async def write(self, data: Buffer) -> None:
         self.write_now(data)
         if not self._writable.is_set():

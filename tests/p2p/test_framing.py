@@ -27,6 +27,7 @@ from p2p.framing import (
     frame_parts,
     parse_preamble,
     read_body,
+    read_exact,
     read_head,
     write_frame,
 )
@@ -188,3 +189,26 @@ async def test_20_mib_body_over_socket_channel_arrives_intact():
 async def write_all(channel: SocketChannel, frames: list[Frame]) -> None:
     for frame in frames:
         await write_frame(channel, frame)
+
+
+async def test_socket_channel_hands_out_pending_bytes_without_waiting():
+    loop = asyncio.get_running_loop()
+    accepted: asyncio.Future[SocketChannel] = loop.create_future()
+    server = await loop.create_server(lambda: SocketChannel(accepted.set_result), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    _, client = await loop.create_connection(SocketChannel, "127.0.0.1", port)
+    peer = await accepted
+    assert peer.read_now(1) is None  # nothing has arrived
+    client.write_now(b"abcdef")
+    await asyncio.sleep(0.05)
+    assert peer.read_now(7) is None  # too few: none consumed
+    assert peer.read_now(6) == b"abcdef"
+    client.write_now(b"ghij")
+    assert await read_exact(peer, 4) == b"ghij"  # waits when nothing is pending
+    client.write_now(b"klmnop")
+    await asyncio.sleep(0.05)
+    assert peer.read_now(2) == b"kl" and await read_exact(peer, 4) == b"mnop"
+    assert peer.read_now(0) == b"" and peer.read_now(1) is None
+    client.abort()
+    server.close()
+    await server.wait_closed()
