@@ -27,13 +27,14 @@ import json
 import logging
 import statistics
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scratch import scratch_dir
 
 from node.mining import compute, faults
 from node.mining.compute import StepResult
@@ -92,11 +93,10 @@ def role(node: NodeService, cls: type[Any]) -> Any:
     return next(r for r in node._roles if isinstance(r, cls))
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+async def main_async(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     from tests.node_kit import start_local_node
     from tests.p2p.endpoint_kit import make_hotkey
 
-    root = Path(tempfile.mkdtemp(prefix="tessera-audit-bench-"))
     data = root / "data"
     build_dataset(SPEC.data_config(data))
     hotkeys = [make_hotkey(root / "wallets", f"b{i}") for i in range(5)]
@@ -259,7 +259,8 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     with contextlib.suppress(KeyboardInterrupt):
-        result = asyncio.run(main_async(args))
+        with scratch_dir("tessera-audit-bench-") as root:
+            result = asyncio.run(main_async(args, root))
         print(json.dumps(result, indent=None if args.json else 2))
     return 0
 

@@ -24,7 +24,6 @@ import json
 import multiprocessing
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -33,6 +32,7 @@ from typing import Any
 
 import numpy as np
 from bittensor_wallet import Wallet
+from scratch import scratch_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -149,8 +149,7 @@ async def _client(conn: Connection, job: ClientJob) -> None:
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def devnet_figures(args: argparse.Namespace) -> dict[str, Any]:
-    root = Path(tempfile.mkdtemp(prefix="tessera-chain-bench-"))
+async def devnet_figures(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     names = ["client"] + [f"v{i}" for i in range(args.validators)]
     keys = {n: make_hotkey(root / "wallets", n) for n in ["chain", *names]}
     admitted = [keys["chain"].ss58_address, keys["client"].ss58_address]
@@ -229,12 +228,14 @@ def main() -> int:
     parser.add_argument("--round-trips", type=int, default=50)
     args = parser.parse_args()
     x = inputs(args.uids, args.validators, seed=0)
+    with scratch_dir("tessera-chain-bench-") as root:
+        figures = asyncio.run(devnet_figures(args, root))
     out: dict[str, Any] = {
         "uids": args.uids,
         "validators": args.validators,
         f"yuma_epoch_ms_{args.uids}": timed(x, args.repeat),
         "classic_epoch_ms": timed(dataclasses.replace(x, yuma3=False), args.repeat),
-        **asyncio.run(devnet_figures(args)),
+        **figures,
         "goals": {"yuma_epoch_ms_256": "< 50", "extrinsics_per_s": ">= 1000"},
     }
     print(json.dumps(out, indent=None if args.json else 2))

@@ -28,10 +28,11 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from scratch import scratch_dir
 
 GROUPS: dict[str, tuple[int, list[str]]] = {
     "cheats": (12, ["lazy", "random", "stale", "copycat", "lazy:0.25", "slow"]),
@@ -117,7 +118,14 @@ def main() -> int:
     parser.add_argument("--groups", nargs="*", default=list(GROUPS), choices=list(GROUPS))
     parser.add_argument("--data-cache", type=Path, help="shared corpus/tokenizer cache")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="tessera-incentives-"))
+    with scratch_dir("tessera-incentives-") as root:
+        out = run(args, root)
+    print(json.dumps(out, indent=None if args.json else 2))
+    return 0
+
+
+def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """Every group's devnet under `root`, and the goals over all of their miners."""
     args.data_cache = args.data_cache or root / "data"
     miners: dict[str, dict[str, Any]] = {}
     groups: dict[str, Any] = {}
@@ -137,9 +145,8 @@ def main() -> int:
             print(f"{group}: {json.dumps(groups[group])}", file=sys.stderr)
     met = goals(miners)
     out = {"miners": miners, "goals": met, "met": all(met.values()), "groups": groups,
-           "windows": args.windows, "root": str(root)}  # fmt: skip
-    print(json.dumps(out, indent=None if args.json else 2))
-    return 0
+           "windows": args.windows}  # fmt: skip
+    return out
 
 
 if __name__ == "__main__":

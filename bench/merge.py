@@ -30,11 +30,11 @@ import contextlib
 import json
 import logging
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from scratch import scratch_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -80,15 +80,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     window = 0
     for n in args.members:
-        root = Path(tempfile.mkdtemp(prefix=f"tessera-merge-bench-{n}-"))
-        nodes, tasks = await start_miners(root, n)
-        try:
-            for fmt in args.formats:
-                window += 1
-                outcome = await merge_among(nodes, base, fmt, window)
-                rows.append(row(outcome, n, fmt, base))
-        finally:
-            await stop(tasks)
+        with scratch_dir(f"tessera-merge-bench-{n}-") as root:
+            nodes, tasks = await start_miners(root, n)
+            try:
+                for fmt in args.formats:
+                    window += 1
+                    outcome = await merge_among(nodes, base, fmt, window)
+                    rows.append(row(outcome, n, fmt, base))
+            finally:
+                await stop(tasks)
     return {"model": args.model, "stage": 1, "stage_params": base.numel(), "runs": rows}
 
 

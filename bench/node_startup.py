@@ -16,9 +16,10 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from scratch import scratch_dir
 
 
 def rss_mib(pid: int) -> float:
@@ -29,7 +30,11 @@ def rss_mib(pid: int) -> float:
 
 
 def one_run(idle_s: float) -> dict[str, float]:
-    home = Path(tempfile.mkdtemp(prefix="tessera-bench-"))
+    with scratch_dir("tessera-bench-") as home:
+        return measured_run(home, idle_s)
+
+
+def measured_run(home: Path, idle_s: float) -> dict[str, float]:
     start = time.monotonic()
     proc = subprocess.Popen(
         [

@@ -31,13 +31,13 @@ import argparse
 import hashlib
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from run_args import add_run_args, run_spec
+from scratch import scratch_dir
 
 from node.auditing.pay_rule import compose
 from training.data.build import build_dataset
@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     set_determinism(threads=1)
     spec = run_spec(args)
-    cache = args.data_cache or Path(tempfile.mkdtemp(prefix="tessera-quality-"))
-    dataset = build_dataset(spec.data_config(cache))
+    with scratch_dir("tessera-quality-", args.data_cache) as cache:
+        dataset = build_dataset(spec.data_config(cache))  # held in memory
     routes = [[build_engine(spec, s, None) for s in range(spec.n_stages)] for _ in range(2)]
     book = TemplarBook(TemplarParams())
     honest = [name(s, r) for s in range(spec.n_stages) for r in range(2) if (s, r) not in CHEATS]

@@ -36,11 +36,11 @@ import dataclasses
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 from run_args import add_run_args, run_spec
+from scratch import scratch_dir
 
 from training.data.build import build_dataset
 from training.data.dataset import Dataset
@@ -198,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     set_determinism(threads=args.threads)
     spec = run_spec(args)
-    cache = args.data_cache or Path(tempfile.mkdtemp(prefix="tessera-replicas-"))
-    schedule = Schedule(spec, build_dataset(spec.data_config(cache)))
+    with scratch_dir("tessera-replicas-", args.data_cache) as cache:
+        schedule = Schedule(spec, build_dataset(spec.data_config(cache)))  # held in memory
     grid = (
         [(h, o) for h in SWEEP_EVERY for o in SWEEP_OUTER]
         if args.sweep

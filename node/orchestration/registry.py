@@ -34,10 +34,16 @@ class RegistryConfig:
     """A miner not heard from for this long is gone."""
     max_misses: int = 3
     """Consecutive expired leases after which a miner is gone; a completed hop resets the count."""
+    heartbeat_write_s: float = 1.0
+    """An active miner's heartbeat is written only once its stored `last_seen` is this old:
+    liveness is judged in tens of seconds, and a write per tick was a synced commit per miner
+    ten times a second on the orchestrator's event loop."""
 
     def __post_init__(self) -> None:
         if not 0 < self.suspect_after_s <= self.gone_after_s:
             raise ValueError("need 0 < suspect_after_s <= gone_after_s")
+        if not 0 <= self.heartbeat_write_s < self.suspect_after_s:
+            raise ValueError("need 0 <= heartbeat_write_s < suspect_after_s")
         if self.max_misses < 1:
             raise ValueError(f"max_misses must be >= 1, got {self.max_misses}")
 
@@ -127,6 +133,8 @@ class Registry:
         if miner is None or miner.state is MinerState.GONE:
             return None
         revived = miner.state is MinerState.SUSPECT
+        if not revived and now - miner.last_seen < self.config.heartbeat_write_s:
+            return miner  # fresh enough: nothing to write
         self._put(txn, replace(miner, state=MinerState.ACTIVE, last_seen=max(now, miner.last_seen)))
         if revived:
             self.rebalance(txn)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
 
-from node.orchestration import MinerState, Orchestrator
+from node.orchestration import MinerState, Orchestrator, RegistryConfig
 from store import Store, StoreConfig
 from tests.orchestration.kit import T0, FakeClock, make_config
 
@@ -73,3 +74,20 @@ def test_departure_promotes_standby_and_revived_suspect_becomes_standby(store: S
         "misses": 0,
         "seen_s_ago": 0,
     }
+
+
+def test_heartbeats_are_written_once_per_interval_and_keep_the_miner_active(store: Store) -> None:
+    orch = Orchestrator(store, make_config(n_stages=1), FakeClock())
+    orch.register_miner("a", "hk", 1.0, now=T0)
+    every = RegistryConfig().heartbeat_write_s
+    seen = []
+    for i in range(1, 401):  # one every 0.1 s for 40 s, the orchestrator ticking between
+        now = T0 + i / 10
+        orch.heartbeat("a", now=now)
+        orch.tick(now=now, fill=False)  # liveness sweep only: no leases to miss
+        seen.append(orch.miners()[0].last_seen)
+    assert orch.miners()[0].state is MinerState.ACTIVE  # never suspect after 30 s
+    writes = sorted(set(seen))
+    assert len(writes) == pytest.approx(40 / every, abs=2)  # not 400
+    assert all(b - a >= every - 1e-9 for a, b in itertools.pairwise(writes))
+    assert T0 + 40 - seen[-1] < every
