@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,20 +135,39 @@ class Orchestrator:
         statement: bytes = b"",
     ) -> Refusal | None:
         """Stores a verified receipt; an accepted one also completes its hop on the open route."""
+        return self.ingest_receipts(signer, [(receipt, seq, statement)], now)[0]
+
+    def ingest_receipts(
+        self,
+        signer: str,
+        receipts: Sequence[tuple[Receipt | Mapping[str, Any], int, bytes]],
+        now: float | None = None,
+    ) -> list[Refusal | None]:
+        """`ingest_receipt` for each (receipt, seq, statement) of one signer, in order and in one
+        write transaction: a batch costs one synced commit, not one per receipt."""
         now = self._now(now)
         with self._store.write() as txn:
-            refusal = self.ledger.ingest(txn, signer, receipt, now, seq=seq, statement=statement)
-            if refusal is None:
-                fields = receipt.meta() if isinstance(receipt, Receipt) else receipt
-                window, batch, stage = fields["window"], fields["batch"], fields["stage"]
-                record = self.router.batch(txn, window, batch)
-                route = (
-                    self.router.route(txn, record.routes[-1]) if record and record.routes else None
-                )
-                if route and route.state is RouteState.OPEN and route.miners[stage] == signer:
-                    direction = Direction(fields["direction"])
-                    self.router.complete_hop(txn, route.route_id, stage, direction, now)
-            return refusal
+            return [self._ingest(txn, signer, r, now, seq, st) for r, seq, st in receipts]
+
+    def _ingest(
+        self,
+        txn: WriteTxn,
+        signer: str,
+        receipt: Receipt | Mapping[str, Any],
+        now: float,
+        seq: int,
+        statement: bytes,
+    ) -> Refusal | None:
+        refusal = self.ledger.ingest(txn, signer, receipt, now, seq=seq, statement=statement)
+        if refusal is None:
+            fields = receipt.meta() if isinstance(receipt, Receipt) else receipt
+            window, batch, stage = fields["window"], fields["batch"], fields["stage"]
+            record = self.router.batch(txn, window, batch)
+            route = self.router.route(txn, record.routes[-1]) if record and record.routes else None
+            if route and route.state is RouteState.OPEN and route.miners[stage] == signer:
+                direction = Direction(fields["direction"])
+                self.router.complete_hop(txn, route.route_id, stage, direction, now)
+        return refusal
 
     # queries ---------------------------------------------------------------------------------
 

@@ -84,15 +84,16 @@ class ReceiptIntake:
         if len(msg.receipts) > MAX_RECEIPTS_PER_BATCH:
             raise Refused(Reason.TOO_LARGE, f"{len(msg.receipts)} receipts in one batch")
         losses: dict[int, dict[int, float]] = {}
+        opened: list[tuple[Receipt, int, bytes]] = []
         for head in msg.receipts:
             try:
                 receipt, header = open_statement(head, Receipt, run=self._run, signer=peer.peer_id)
             except Refused as exc:
                 self.counters[exc.reason.value] += 1
                 continue
-            refusal = self._orch.ingest_receipt(
-                peer.peer_id, receipt, seq=header.seq, statement=head
-            )
+            opened.append((receipt, header.seq, head))
+        refusals = self._orch.ingest_receipts(peer.peer_id, opened) if opened else []
+        for (receipt, _, _), refusal in zip(opened, refusals, strict=True):
             if refusal is not None:
                 self.counters[str(refusal)] += 1
                 continue

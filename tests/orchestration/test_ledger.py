@@ -162,3 +162,32 @@ def test_a_batch_re_routed_through_the_same_miner_keeps_a_receipt_per_route(
     assert orch.ingest_receipt("x", unknown, now=T0 + 33) is LedgerRefusal.WRONG_STAGE
     mine = orch.receipts_for(0, "x")
     assert sorted(r.route for r in mine) == [first.route_id, second.route_id]
+
+
+def test_a_batch_of_receipts_is_ingested_in_one_commit_as_one_by_one(
+    store: Store, orch: Orchestrator
+) -> None:
+    """Refusals and effects as ingesting them in order; one write transaction for the batch."""
+    a_receipts = [fields for signer, fields in honest_chain(0) if signer == "a"]
+    batch = [
+        (a_receipts[0], 1, b""),
+        (a_receipts[0], 2, b""),  # the same receipt again
+        (receipt(7, 0, 0, FWD, 0, 1), 3, b""),  # a window not open
+        (receipt(0, 0, 1, FWD, 1, 2), 4, b""),  # b's stage, signed by a
+        (a_receipts[1], 5, b""),
+    ]
+    commits = []
+    real_write = store.write
+
+    def counting_write() -> Any:
+        commits.append(1)
+        return real_write()
+
+    store.write = counting_write  # type: ignore[method-assign]
+    got = orch.ingest_receipts("a", batch, now=T0 + 1)
+    store.write = real_write  # type: ignore[method-assign]
+    assert len(commits) == 1
+    assert got[0] is None and got[4] is None
+    assert got[1:4] == [Reason.REPLAY, LedgerRefusal.STALE_WINDOW, LedgerRefusal.WRONG_STAGE]
+    assert {(r.stage, r.direction) for r in orch.receipts_for(0, "a")} == {(0, FWD), (0, BWD)}
+    assert orch.work_counts(0)["a"] == {"forward": 1, "backward": 1}
