@@ -3,16 +3,19 @@
 Layout; every change updates data and index in one write transaction:
   "blobs":      digest -> the raw bytes, for a blob of at most one chunk
                 digest + b"#" + u32be(i) -> the i-th chunk of a larger blob
-  "blob_index": b"m" + digest -> [size, expires_ms, pinned]
+  "blob_index": b"m" + digest -> [size, expires_ms, pinned, chunk_bytes]
                 b"x" + u64be(expires_ms) + digest -> None, for every unpinned blob
                 b"t" -> total bytes of all blobs
 Expiry keys sort by time, so GC is a range scan from the start of b"x" up to `now`.
-Large blobs are cut into chunks of exactly CHUNK_PAGES LMDB pages: LMDB keeps a large value in
-contiguous overflow pages and reuses freed pages only in runs long enough for a new value, so
+Large blobs are cut into chunks of exactly one LMDB page (CHUNK_PAGES): LMDB keeps a large value
+in contiguous overflow pages and reuses freed pages only in runs long enough for a new value, so
 blobs of mixed sizes coming and going leave runs too short for the next one and the file's
 high-water mark creeps up without bound although the blobs stay within their budget. Chunks of
-one size always fit the runs that freed chunks leave. (A store written before chunking holds
-large blobs whole under their digest; `get` and `delete` still handle them.)
+16 pages fixed that for a store of blobs alone, but where records churn beside them (the
+orchestrator's receipts) their single-page B-tree writes split the freed 16-page runs, and the
+file still grew about 2 MiB a minute; a one-page chunk fits any free page. Each blob's index
+entry records its chunk size, so blobs written in 16-page chunks (entries of three fields) and
+blobs stored whole before chunking are still read and removed.
 Methods take an optional `txn` to join a caller's write, e.g. to store a blob atomically with
 the record that refers to it.
 """
@@ -26,7 +29,7 @@ import struct
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from store.env import Store
 from store.errors import CorruptRecordError, UnknownTableError
@@ -38,7 +41,9 @@ META_PREFIX = b"m"
 EXPIRY_PREFIX = b"x"
 TOTAL_KEY = b"t"
 CHUNK_MARK = b"#"
-CHUNK_PAGES = 16
+CHUNK_PAGES = 1
+LEGACY_CHUNK_PAGES = 16
+"""The chunk size of blobs whose index entry has no chunk size (written before it was recorded)."""
 _PAGE_HEADER = 16
 """Bytes of an LMDB overflow page run taken by its header: a value of `n * page - 16` bytes fills
 exactly `n` pages."""
@@ -55,6 +60,8 @@ class BlobInfo:
     size: int
     expires_ms: int
     pinned: bool
+    chunk_bytes: int
+    """The size of its chunks (the last may be shorter); a blob of at most one is stored whole."""
 
     @property
     def expires_at(self) -> float:
@@ -71,6 +78,7 @@ class BlobStore:
                 raise UnknownTableError(table)
         self._store = store
         self.chunk_bytes = CHUNK_PAGES * store.page_size - _PAGE_HEADER
+        self._legacy_chunk_bytes = LEGACY_CHUNK_PAGES * store.page_size - _PAGE_HEADER
         default = store.config.blob_retention_s if retention_s is None else retention_s
         self._retention_s = _check_retention(default)
 
@@ -88,17 +96,18 @@ class BlobStore:
         retain = self._retention_s if retain_s is None else _check_retention(retain_s)
         expires_ms = _to_ms(_now(now) + retain)
         with self._writing(txn) as w:
-            info = _read_info(w, digest)
+            info = self._info(w, digest)
             if info is None:
                 self._put_data(w, digest, view)
-                w.put(INDEX_TABLE, _meta_key(digest), [view.nbytes, expires_ms, False])
+                new = BlobInfo(digest, view.nbytes, expires_ms, False, self.chunk_bytes)
+                _write_info(w, new)
                 w.put(INDEX_TABLE, _expiry_key(expires_ms, digest), None)
                 _add_total(w, view.nbytes)
             elif expires_ms > info.expires_ms:
                 if not info.pinned:
                     w.delete(INDEX_TABLE, _expiry_key(info.expires_ms, digest))
                     w.put(INDEX_TABLE, _expiry_key(expires_ms, digest), None)
-                w.put(INDEX_TABLE, _meta_key(digest), [info.size, expires_ms, info.pinned])
+                _write_info(w, replace(info, expires_ms=expires_ms))
         return digest
 
     def get(self, digest: str, *, txn: ReadTxn | None = None) -> bytes | None:
@@ -107,10 +116,10 @@ class BlobStore:
             whole = r.get_raw(BLOBS_TABLE, _check_digest(digest))
             if whole is not None:
                 return whole
-            info = _read_info(r, digest)
+            info = self._info(r, digest)
             if info is None:
                 return None
-            parts = [r.get_raw(BLOBS_TABLE, key) for key in self._chunk_keys(digest, info.size)]
+            parts = [r.get_raw(BLOBS_TABLE, key) for key in _chunk_keys(info)]
             if any(part is None for part in parts):
                 raise CorruptRecordError(BLOBS_TABLE, digest.encode(), "a chunk is missing")
             return b"".join(parts)  # type: ignore[arg-type]
@@ -122,12 +131,12 @@ class BlobStore:
     def info(self, digest: str, *, txn: ReadTxn | None = None) -> BlobInfo | None:
         """Size, expiry and pin state of the blob, or None if absent."""
         with self._reading(txn) as r:
-            return _read_info(r, _check_digest(digest))
+            return self._info(r, _check_digest(digest))
 
     def delete(self, digest: str, *, txn: WriteTxn | None = None) -> bool:
         """Removes the blob; True if it was present."""
         with self._writing(txn) as w:
-            info = _read_info(w, _check_digest(digest))
+            info = self._info(w, _check_digest(digest))
             if info is None:
                 return False
             self._remove(w, info)
@@ -150,7 +159,7 @@ class BlobStore:
         with self._store.write() as w:
             expired = list(itertools.islice(w.range(INDEX_TABLE, EXPIRY_PREFIX, stop), limit))
             for key, _ in expired:
-                info = _read_info(w, key[1 + _U64.size :].decode("ascii", "replace"))
+                info = self._info(w, key[1 + _U64.size :].decode("ascii", "replace"))
                 if info is None:
                     raise CorruptRecordError(INDEX_TABLE, key, "expiry entry of a missing blob")
                 self._remove(w, info)
@@ -167,7 +176,7 @@ class BlobStore:
                 for key, _ in oldest:
                     if total <= max_bytes:
                         break
-                    info = _read_info(w, key[1 + _U64.size :].decode("ascii", "replace"))
+                    info = self._info(w, key[1 + _U64.size :].decode("ascii", "replace"))
                     if info is None:
                         raise CorruptRecordError(INDEX_TABLE, key, "expiry entry of a missing blob")
                     self._remove(w, info)
@@ -201,18 +210,15 @@ class BlobStore:
             return
         flat = view.cast("B") if view.ndim != 1 or view.format != "B" else view
         step = self.chunk_bytes
-        for i, key in enumerate(self._chunk_keys(digest, view.nbytes)):
-            txn.put_raw(BLOBS_TABLE, key, flat[i * step : (i + 1) * step])
+        for i in range(-(-view.nbytes // step)):
+            txn.put_raw(BLOBS_TABLE, _chunk_key(digest, i), flat[i * step : (i + 1) * step])
 
-    def _chunk_keys(self, digest: str, size: int) -> list[bytes]:
-        if size <= self.chunk_bytes:
-            return []
-        head = digest.encode("ascii") + CHUNK_MARK
-        return [head + _U32.pack(i) for i in range(-(-size // self.chunk_bytes))]
+    def _info(self, txn: ReadTxn, digest: str) -> BlobInfo | None:
+        return _read_info(txn, digest, self._legacy_chunk_bytes)
 
     def _remove(self, txn: WriteTxn, info: BlobInfo) -> None:
         txn.delete(BLOBS_TABLE, info.digest)  # whole: small, or written before chunking
-        for key in self._chunk_keys(info.digest, info.size):
+        for key in _chunk_keys(info):
             txn.delete(BLOBS_TABLE, key)
         txn.delete(INDEX_TABLE, _meta_key(info.digest))
         if not info.pinned:
@@ -221,7 +227,7 @@ class BlobStore:
 
     def _set_pinned(self, digest: str, pinned: bool, txn: WriteTxn | None) -> bool:
         with self._writing(txn) as w:
-            info = _read_info(w, _check_digest(digest))
+            info = self._info(w, _check_digest(digest))
             if info is None:
                 return False
             if info.pinned != pinned:
@@ -230,7 +236,7 @@ class BlobStore:
                     w.delete(INDEX_TABLE, expiry_key)
                 else:
                     w.put(INDEX_TABLE, expiry_key, None)
-                w.put(INDEX_TABLE, _meta_key(info.digest), [info.size, info.expires_ms, pinned])
+                _write_info(w, replace(info, pinned=pinned))
             return True
 
     @contextmanager
@@ -250,15 +256,33 @@ class BlobStore:
             yield own
 
 
-def _read_info(txn: ReadTxn, digest: str) -> BlobInfo | None:
+def _read_info(txn: ReadTxn, digest: str, legacy_chunk_bytes: int) -> BlobInfo | None:
     key = _meta_key(digest)
     meta = txn.get(INDEX_TABLE, key)
     if meta is None:
         return None
     match meta:
+        case [int(size), int(expires_ms), bool(pinned), int(chunk)] if chunk > 0:
+            return BlobInfo(digest, size, expires_ms, pinned, chunk)
         case [int(size), int(expires_ms), bool(pinned)]:
-            return BlobInfo(digest, size, expires_ms, pinned)
+            return BlobInfo(digest, size, expires_ms, pinned, legacy_chunk_bytes)
     raise CorruptRecordError(INDEX_TABLE, key, f"not a blob index entry: {meta!r}")
+
+
+def _write_info(txn: WriteTxn, info: BlobInfo) -> None:
+    meta = [info.size, info.expires_ms, info.pinned, info.chunk_bytes]
+    txn.put(INDEX_TABLE, _meta_key(info.digest), meta)
+
+
+def _chunk_key(digest: str, i: int) -> bytes:
+    return digest.encode("ascii") + CHUNK_MARK + _U32.pack(i)
+
+
+def _chunk_keys(info: BlobInfo) -> list[bytes]:
+    """The keys of a chunked blob's chunks; none for a blob stored whole."""
+    if info.size <= info.chunk_bytes:
+        return []
+    return [_chunk_key(info.digest, i) for i in range(-(-info.size // info.chunk_bytes))]
 
 
 def _total(txn: ReadTxn) -> int:

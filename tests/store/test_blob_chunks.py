@@ -5,7 +5,7 @@ import random
 from pathlib import Path
 
 from store import BlobStore, Store, StoreConfig
-from store.blobs import BLOBS_TABLE
+from store.blobs import BLOBS_TABLE, INDEX_TABLE, META_PREFIX
 
 
 def _rows(store: Store) -> int:
@@ -16,7 +16,7 @@ def _rows(store: Store) -> int:
 def test_large_blob_roundtrips_in_chunks_and_leaves_nothing_when_deleted(
     store: Store, blobs: BlobStore
 ) -> None:
-    assert blobs.chunk_bytes == 16 * store.page_size - 16
+    assert blobs.chunk_bytes == store.page_size - 16  # one overflow page
     data = random.Random(1).randbytes(5 * blobs.chunk_bytes + 123)
     small = blobs.put(b"small")
     digest = blobs.put(data)
@@ -49,6 +49,32 @@ def test_a_large_blob_stored_whole_before_chunking_is_read_and_removed(store: St
     now = BlobStore(store)
     assert now.get(digest) == data
     assert now.delete(digest) and _rows(store) == 0
+
+
+def test_blobs_in_16_page_chunks_from_before_the_chunk_size_was_recorded_still_work(
+    store: Store,
+) -> None:
+    legacy = 16 * store.page_size - 16
+    before = BlobStore(store)
+    before.chunk_bytes = legacy
+    data = random.Random(3).randbytes(3 * legacy + 10)
+    digest = before.put(data, retain_s=60, now=1000.0)
+    with store.write() as txn:  # the index entry as such stores wrote it: three fields
+        txn.put(INDEX_TABLE, META_PREFIX + digest.encode(), [len(data), 1_060_000, False])
+    assert _rows(store) == 4
+    now = BlobStore(store)
+    assert now.chunk_bytes < legacy
+    info = now.info(digest)
+    assert info is not None and info.chunk_bytes == legacy
+    assert now.get(digest) == data
+    now.put(data, retain_s=600, now=1000.0)  # a later expiry keeps the chunks as they are
+    assert now.pin(digest) and now.unpin(digest)
+    info = now.info(digest)
+    assert info is not None and (info.chunk_bytes, info.expires_ms) == (legacy, 1_600_000)
+    assert now.get(digest) == data and _rows(store) == 4
+    assert now.delete(digest) and _rows(store) == 0
+    fresh = now.put(data)
+    assert _rows(store) == -(-len(data) // now.chunk_bytes) and now.get(fresh) == data
 
 
 def _high_water_after_churn(path: Path, chunk_bytes: int | None) -> float:

@@ -73,7 +73,7 @@ def _check_invariants(store: Store, acknowledged: int) -> int:
 def _check_blob_index(txn: ReadTxn) -> None:
     metas = {key[1:]: value for key, value in txn.scan(INDEX_TABLE, META_PREFIX)}
     sizes = {}
-    for digest, (size, expires_ms, pinned) in metas.items():
+    for digest, (size, expires_ms, pinned, *_) in metas.items():
         data = txn.get_raw(BLOBS_TABLE, digest)
         assert data is not None, f"index entry for {digest!r} points at a missing blob"
         assert hashlib.sha256(data).hexdigest().encode() == digest
@@ -85,7 +85,7 @@ def _check_blob_index(txn: ReadTxn) -> None:
     expiry_digests = [key[9:] for key, _ in txn.scan(INDEX_TABLE, EXPIRY_PREFIX)]
     assert sorted(expiry_digests) == sorted(d for d, m in metas.items() if not m[2])
     assert txn.get(INDEX_TABLE, TOTAL_KEY) == sum(sizes.values())
-    assert any(pinned for _, _, pinned in metas.values())
+    assert any(meta[2] for meta in metas.values())
 
 
 @pytest.mark.integration
