@@ -59,10 +59,8 @@ import argparse
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -70,6 +68,7 @@ from typing import Any
 import torch
 from pipeline_compare import compare
 from run_args import add_run_args, run_spec
+from scratch import scratch_dir
 from time_table import time_table
 
 from training.data.build import build_dataset
@@ -254,10 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.home is not None:
         return measure(args, args.home)
-    root = Path(tempfile.mkdtemp(prefix="tessera-bench-"))
-    code = measure(args, root)  # a failed run raises and keeps its directory and logs
-    shutil.rmtree(root, ignore_errors=True)  # its devnets' stores take gigabytes
-    return code
+    with scratch_dir("tessera-bench-") as root:  # its devnets' stores take gigabytes
+        return measure(args, root)
 
 
 def measure(args: argparse.Namespace, root: Path) -> int:
