@@ -13,14 +13,24 @@ from contextlib import AbstractContextManager
 from store.errors import SchemaError
 from store.txn import WriteTxn
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_KEY = "schema_version"
 META_TABLE = "meta"
 
 Migration = Callable[[WriteTxn], None]
 
-# Version -> the migration that produces it; empty while only version 1 exists.
-MIGRATIONS: Mapping[int, Migration] = {}
+
+def _blob_chunk_size_in_index(txn: WriteTxn) -> None:
+    """Version 2: blob index entries may carry a fourth field, the blob's chunk size.
+
+    Entries of three fields (blobs written in 16-page chunks) stay readable as they are, so
+    nothing is rewritten; the stamp exists so that a tessera that knows only version 1 refuses
+    the store with "upgrade tessera" instead of failing on an index entry it cannot parse.
+    """
+
+
+# Version -> the migration that produces it.
+MIGRATIONS: Mapping[int, Migration] = {2: _blob_chunk_size_in_index}
 
 
 def ensure_schema(

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from store import (
     DEFAULT_TABLES,
+    SCHEMA_VERSION,
     CorruptRecordError,
     Store,
     StoreClosedError,
@@ -216,7 +217,7 @@ def test_stats(store: Store) -> None:
     assert stats["map_size"] == 1024 * 1024 * 1024
     assert stats["page_size"] > 0
     assert stats["page_size"] * 2 < stats["used"] < stats["map_size"]
-    assert stats["schema_version"] == store.schema_version == 1
+    assert stats["schema_version"] == store.schema_version == SCHEMA_VERSION
     assert stats["entries"]["events"] == 10
     assert set(stats["entries"]) == set(DEFAULT_TABLES)
     assert 0 < stats["data"] <= stats["used"]
