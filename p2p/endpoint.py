@@ -117,6 +117,7 @@ class Endpoint:
             dtype=payload.dtype if payload else None,
             shape=payload.shape if payload else None,
             meta=msg.meta(),
+            encoding=payload.encoding if payload else None,
         )
         frame = seal(self._key, header, body, mac_key=self._send_key(to, msg))
         self.seconds["seal"] += time.perf_counter() - started

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from p2p.admission import PeerSession
+from p2p.body_codec import raw_size
 from p2p.envelope import Header, signature_ok
 from p2p.limits import LimitsConfig, RateLimiter, ReplayGuard
 from p2p.messages import Hello, Message
@@ -50,7 +51,12 @@ class HeadChecker:
             raise Refused(
                 Reason.MALFORMED, f"body of {body_len} bytes, head says {header.body_len}"
             )
-        check_spec(header.dtype, header.shape, body_len, dtypes=cls.dtypes, max_rank=cls.max_rank)
+        if header.encoding is None:
+            check_spec(
+                header.dtype, header.shape, body_len, dtypes=cls.dtypes, max_rank=cls.max_rank
+            )
+        else:
+            check_encoded_spec(cls, header, body_len)
         if header.mac:
             session = self._sessions.get(header.sender)
             if session is None:
@@ -68,3 +74,18 @@ class HeadChecker:
         if not self._rates.allow(header.sender, header.type_id, cls.rate_per_s, cls.burst, now):
             raise Refused(Reason.RATE_LIMITED, f"over {cls.rate_per_s}/s for {cls.__name__}")
         self._replay.commit(header.sender, header.seq)
+
+
+def check_encoded_spec(cls: type[Message], header: Header, body_len: int) -> None:
+    """A deflated body: allowed for its message and dtype, smaller than the tensor it inflates
+    to, and that tensor within the message's limits."""
+    dtype, shape = header.dtype, header.shape
+    if dtype is None or shape is None or dtype not in cls.deflate_dtypes:
+        raise Refused(Reason.BAD_DTYPE, f"{cls.__name__} bodies of {dtype} are not deflated")
+    if len(shape) > cls.max_rank:
+        raise Refused(Reason.BAD_SHAPE, f"rank {len(shape)} exceeds {cls.max_rank}")
+    raw = raw_size(dtype, shape)
+    if raw > cls.max_body:
+        raise Refused(Reason.TOO_LARGE, f"inflates to {raw} bytes, over {cls.max_body}")
+    if not 0 < body_len < raw:
+        raise Refused(Reason.BAD_SHAPE, f"a deflated body of {body_len} for {raw} raw bytes")

@@ -1,12 +1,14 @@
 """Signed envelopes: a small msgpack head signed by the sender, beside raw payload bytes.
 
 head = msgpack([MAGIC, type_id, version, run, sender, seq, ts, digest, body_len, dtype, shape,
-meta]) ‖ Ed25519 signature (64 bytes) over DOMAIN ‖ msgpack part. The body (tensor bytes) never
-enters msgpack; the head carries its blake3 digest, so the body's integrity follows from the
-head's signature whatever channel carried it. Between two admitted peers that share session
-keys (``p2p.session_keys``) the magic is MAC_MAGIC and the 64 bytes are a keyed blake3 tag
-instead: only the receiver can check it (`Header.mac`). Decoding is strict and bounded: anything
-that does not parse raises MalformedMessage.
+meta(, encoding)]) ‖ Ed25519 signature (64 bytes) over DOMAIN ‖ msgpack part. The body
+(tensor bytes) never enters msgpack; the head carries its blake3 digest, so the body's
+integrity follows from the head's signature whatever channel carried it. A thirteenth field,
+present only for a deflated body (``p2p.body_codec``), names its encoding; digest and body_len
+then describe the body as sent, dtype and shape the tensor it inflates to. Between two
+admitted peers that share session keys (``p2p.session_keys``) the magic is MAC_MAGIC and the
+64 bytes are a keyed blake3 tag instead: only the receiver can check it (`Header.mac`).
+Decoding is strict and bounded: anything that does not parse raises MalformedMessage.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import msgpack
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from p2p.body_codec import ENCODINGS
 from p2p.errors import IdentityError, P2PError
 from p2p.identity import NodeKey, public_bytes_from_peer_id
 from p2p.refusals import Reason, Refused
@@ -32,7 +35,7 @@ MAGIC = "tsr1"
 MAC_MAGIC = "tsm1"
 DOMAIN = b"tessera/envelope/1\x00"
 SIG_LEN = 64
-_FIELDS = 12
+_FIELDS = 12  # a thirteenth, the body's encoding, only when it has one
 _MAGICS = (MAGIC, MAC_MAGIC)
 
 
@@ -55,6 +58,8 @@ class Header:
     meta: dict[str, Any] = field(default_factory=dict)
     mac: bool = False
     """Tagged with the pair's session key rather than signed."""
+    encoding: str | None = None
+    """The body's encoding (`p2p.body_codec.ENCODINGS`); None: the tensor's raw bytes."""
 
 
 EMPTY_DIGEST = blake3.blake3(b"").digest()
@@ -82,23 +87,23 @@ def seal(
 ) -> Frame:
     """Encode and sign `header` (its sender, digest and body_len must describe `body`), or tag it
     with the session key `mac_key` of sender and receiver."""
-    part = msgpack.packb(
-        [
-            MAC_MAGIC if mac_key is not None else MAGIC,
-            header.type_id,
-            header.version,
-            header.run,
-            header.sender,
-            header.seq,
-            header.ts,
-            header.digest,
-            header.body_len,
-            header.dtype,
-            list(header.shape) if header.shape is not None else None,
-            header.meta,
-        ],
-        use_bin_type=True,
-    )
+    fields = [
+        MAC_MAGIC if mac_key is not None else MAGIC,
+        header.type_id,
+        header.version,
+        header.run,
+        header.sender,
+        header.seq,
+        header.ts,
+        header.digest,
+        header.body_len,
+        header.dtype,
+        list(header.shape) if header.shape is not None else None,
+        header.meta,
+    ]
+    if header.encoding is not None:
+        fields.append(header.encoding)
+    part = msgpack.packb(fields, use_bin_type=True)
     head = part + (tag(mac_key, part) if mac_key is not None else key.sign(DOMAIN + part))
     if len(head) > MAX_HEAD_BYTES:
         raise MalformedMessage(f"head of {len(head)} bytes exceeds {MAX_HEAD_BYTES}")
@@ -129,9 +134,18 @@ def decode_head(head: bytes) -> tuple[Header, bytes, bytes]:
         msgpack.StackError,
     ) as exc:
         raise MalformedMessage(f"head does not decode: {exc}") from None
-    if not isinstance(fields, list) or len(fields) != _FIELDS or fields[0] not in _MAGICS:
+    if (
+        not isinstance(fields, list)
+        or len(fields) not in (_FIELDS, _FIELDS + 1)
+        or fields[0] not in _MAGICS
+    ):
         raise MalformedMessage("head is not a tessera envelope")
-    magic, type_id, version, run, sender, seq, ts, dig, body_len, dtype, shape, meta = fields
+    magic, type_id, version, run, sender, seq, ts, dig, body_len, dtype, shape, meta = fields[:12]
+    encoding = fields[12] if len(fields) > _FIELDS else None
+    if encoding is not None and (
+        not isinstance(encoding, str) or encoding not in ENCODINGS or dtype is None
+    ):
+        raise MalformedMessage(f"body encoding {encoding!r} unknown or without a tensor")
     ok = (
         _is_uint(type_id)
         and _is_uint(version)
@@ -161,6 +175,7 @@ def decode_head(head: bytes) -> tuple[Header, bytes, bytes]:
         tuple(shape) if shape is not None else None,
         meta,
         mac=magic == MAC_MAGIC,
+        encoding=encoding,
     )
     return header, part, sig
 

@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+from p2p.body_codec import inflate
 from p2p.envelope import Header, MalformedMessage
 from p2p.tensors import FLOAT_DTYPES, TensorPayload
 from p2p.transport import Buffer
@@ -31,6 +32,8 @@ class Message:
     max_body: ClassVar[int] = 0
     rate_per_s: ClassVar[float] = 50.0
     burst: ClassVar[int] = 100
+    deflate_dtypes: ClassVar[frozenset[str]] = frozenset()
+    """Dtypes whose bodies may arrive deflated (`p2p.body_codec`); the sender chooses."""
     bulk: ClassVar[bool] = False
     """The request (and so its reply) takes the bulk lane whatever its size: a pull whose reply
     is large, or a high-rate call. libp2p's stream I/O crosses the trio portal, which costs each
@@ -58,6 +61,8 @@ class Message:
             if name == "tensor":
                 if header.dtype is None or header.shape is None:
                     raise MalformedMessage(f"{cls.__name__}: tensor payload missing")
+                if header.encoding is not None:
+                    body = inflate(header.dtype, header.shape, body, header.encoding)
                 kwargs[name] = TensorPayload(header.dtype, header.shape, body)
             elif name in header.meta:
                 kwargs[name] = _check(cls.__name__, name, header.meta[name], hints[name])
@@ -215,6 +220,7 @@ class Activation(Message):
     type_id = 20
     protocol = "/tessera/activation/1"
     dtypes = FLOAT_DTYPES | {"int8"}  # int8: codes and their scales (`training.wire`)
+    deflate_dtypes = frozenset({"int8"})
     max_rank = 4
     max_body = 256 * MiB
     rate_per_s = 200.0

@@ -37,6 +37,8 @@ class TensorPayload:
     dtype: str
     shape: tuple[int, ...]
     data: Buffer
+    encoding: str | None = None
+    """None: `data` is the tensor's bytes; "deflate": they are deflated (`p2p.body_codec`)."""
 
     def __post_init__(self) -> None:
         data = self.data
@@ -57,6 +59,8 @@ class TensorPayload:
     def to_torch(self) -> torch.Tensor:
         import torch
 
+        if self.encoding is not None:
+            raise ValueError(f"a {self.encoding} payload has no tensor view; inflate it first")
         dtype = getattr(torch, self.dtype)
         if len(self.data) == 0:
             return torch.empty(self.shape, dtype=dtype)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Coroutine
@@ -26,6 +27,7 @@ from node.mining.sender import send_with_retry
 from node.mining.state import BatchKey, MinerState, StageHolding
 from node.mining.worker import ComputeWorker
 from node.service import Service
+from p2p.body_codec import deflate
 from p2p.endpoint import Endpoint
 from p2p.messages import Activation, Gradient, Message, Receipt
 from p2p.tensors import TensorPayload
@@ -237,5 +239,16 @@ class Pipeline(Service):
 def _if_current(
     state: MinerState, holding: StageHolding, job: partial[StepResult]
 ) -> StepResult | None:
-    """Run on the compute thread: skip jobs of a stage that was replaced meanwhile."""
-    return job() if state.holding is holding else None
+    """Run on the compute thread: skip jobs of a stage that was replaced meanwhile; deflate
+    what goes on where its dtype may travel deflated (int8 codes) and that saves bytes."""
+    if state.holding is not holding:
+        return None
+    result = job()
+    send = result.send
+    if send is None or send.dtype not in Activation.deflate_dtypes:
+        return result
+    started = time.perf_counter()
+    packed = deflate(send)
+    seconds = dict(result.seconds)
+    seconds["serialise"] = seconds.get("serialise", 0.0) + time.perf_counter() - started
+    return dataclasses.replace(result, send=packed, seconds=seconds)

@@ -1,7 +1,9 @@
 """Protocol core on the memory transport: typed exchange, admission, and every refusal code."""
 
 import array
+import os
 import time
+import zlib
 
 import pytest
 import torch
@@ -9,6 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from p2p.admission import PeerSession
+from p2p.body_codec import deflate
 from p2p.envelope import digest
 from p2p.memory_transport import MemoryNetwork
 from p2p.messages import Ack, Activation, BlobReply, BlobRequest, Gradient, Hello, Message
@@ -84,6 +87,56 @@ async def test_typed_memoryview_body_is_sized_in_bytes(trio_net) -> None:
     msg = Activation(window=1, batch=0, stage=0, tensor=TensorPayload("float32", (4,), typed))
     assert isinstance(await b.endpoint.request(a.key.peer_id, msg), Ack)
     assert received[0][0].tensor.to_torch().tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+async def test_int8_bodies_travel_deflated_and_arrive_raw(trio_net) -> None:
+    _, (a, b, _), received = trio_net
+    codes = torch.randint(-20, 21, (2, 36, 18), dtype=torch.int8)  # few distinct values
+    raw = TensorPayload.from_torch(codes)
+    packed = deflate(raw)
+    assert packed.encoding == "deflate" and 0 < len(packed.data) < len(raw.data)
+    msg = Activation(window=1, batch=0, stage=0, tensor=packed)
+    assert len(b.endpoint.seal(msg)[0].body) == len(packed.data)
+    assert isinstance(await b.endpoint.request(a.key.peer_id, msg), Ack)
+    got = received[-1][0].tensor
+    assert got.encoding is None and torch.equal(got.to_torch(), codes)
+    noise = TensorPayload.from_torch(torch.randint(-128, 128, (4096,), dtype=torch.int8))
+    assert deflate(noise) is noise  # incompressible bytes go as they are
+    floats = TensorPayload.from_torch(torch.zeros(64))
+    with pytest.raises(ValueError, match="inflate it first"):
+        deflate(floats).to_torch()
+
+
+async def test_hostile_deflated_bodies_get_their_code(trio_net) -> None:
+    a, b, _ = await admitted_pair(trio_net)
+    _, _, received = trio_net
+    shape = (2, 36, 18)
+    size = 2 * 36 * 18
+    raw = TensorPayload("int8", shape, bytes(size))
+
+    def deflated(body: bytes, **changes: object) -> Frame:
+        """A frame of its own seq (the replay guard takes each seq once) with `body`."""
+        plain = b.endpoint.seal(Activation(window=1, batch=0, stage=0, tensor=raw))[0]
+        changes = {"encoding": "deflate", "digest": digest(body), "body_len": len(body), **changes}
+        return resign(Frame(plain.head, body), b.key, **changes)
+
+    good = zlib.compress(bytes(size))
+    cases = {
+        "bomb": (deflated(zlib.compress(bytes(size * 1000))), "malformed"),
+        "short": (deflated(zlib.compress(bytes(size - 1))), "malformed"),
+        "unterminated": (deflated(zlib.compress(os.urandom(size))[: size - 1]), "malformed"),
+        "trailing bytes": (deflated(good + b"x"), "malformed"),
+        "garbage": (deflated(b"\x00garbage" * 9), "malformed"),
+        "no smaller": (deflated(bytes(size)), "bad_shape"),
+        "float32": (deflated(good, dtype="float32", shape=(size // 4,)), "bad_dtype"),
+        "unknown encoding": (deflated(good, encoding="lz4"), "malformed"),
+    }
+    before = len(received)
+    for name, (frame, code) in cases.items():
+        assert await send(b, a, frame) == code, name
+    assert len(received) == before  # none reached the handler
+    assert await send(b, a, deflated(good)) is None
+    assert len(received) == before + 1 and bytes(received[-1][0].tensor.data) == bytes(size)
 
 
 async def test_admission_refusals(trio_net, hotkeys) -> None:
