@@ -142,12 +142,18 @@ class Orchestrator:
         signer: str,
         receipts: Sequence[tuple[Receipt | Mapping[str, Any], int, bytes]],
         now: float | None = None,
+        *,
+        then: Callable[[WriteTxn, list[Refusal | None]], None] | None = None,
     ) -> list[Refusal | None]:
         """`ingest_receipt` for each (receipt, seq, statement) of one signer, in order and in one
-        write transaction: a batch costs one synced commit, not one per receipt."""
+        write transaction: a batch costs one synced commit, not one per receipt. `then` writes
+        what follows from the outcomes (the run's losses) in the same transaction."""
         now = self._now(now)
         with self._store.write() as txn:
-            return [self._ingest(txn, signer, r, now, seq, st) for r, seq, st in receipts]
+            refusals = [self._ingest(txn, signer, r, now, seq, st) for r, seq, st in receipts]
+            if then is not None:
+                then(txn, refusals)
+            return refusals
 
     def _ingest(
         self,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from store import Store
+from store import Store, WriteTxn
 
 HISTORY = "history"
 
@@ -51,10 +51,14 @@ class RunHistory:
     def add_losses(self, window: int, losses: dict[int, float]) -> None:
         """Records the last stage's training loss of batches (by batch index) of `window`."""
         with self._store.write() as txn:
-            record = txn.get(HISTORY, self._window_key(window)) or {"window": window}
-            merged = dict(record.get("losses", {}))
-            merged.update({str(b): loss for b, loss in losses.items()})
-            txn.put(HISTORY, self._window_key(window), {**record, "losses": merged})
+            self.put_losses(txn, window, losses)
+
+    def put_losses(self, txn: WriteTxn, window: int, losses: dict[int, float]) -> None:
+        """`add_losses` within the caller's write transaction (the receipts' own)."""
+        record = txn.get(HISTORY, self._window_key(window)) or {"window": window}
+        merged = dict(record.get("losses", {}))
+        merged.update({str(b): loss for b, loss in losses.items()})
+        txn.put(HISTORY, self._window_key(window), {**record, "losses": merged})
 
     def close_window(self, window: int, **fields: Any) -> None:
         """Adds a closed window's figures (tokens, seconds, weights by stage, work, …)."""

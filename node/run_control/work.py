@@ -14,6 +14,7 @@ import logging
 from collections import Counter, deque
 
 from node.orchestration import Orchestrator, Route
+from node.orchestration.ledger import Refusal
 from node.run_control.history import RunHistory
 from p2p.admission import PeerSession
 from p2p.endpoint import Endpoint
@@ -21,6 +22,7 @@ from p2p.errors import P2PError
 from p2p.messages import Ack, Message, Receipt, ReceiptBatch, Work
 from p2p.refusals import Reason, Refused
 from p2p.statements import open_statement
+from store import WriteTxn
 
 log = logging.getLogger(__name__)
 MAX_RECEIPTS_PER_BATCH = 1024
@@ -83,7 +85,6 @@ class ReceiptIntake:
     async def on_batch(self, msg: ReceiptBatch, peer: PeerSession) -> Message:
         if len(msg.receipts) > MAX_RECEIPTS_PER_BATCH:
             raise Refused(Reason.TOO_LARGE, f"{len(msg.receipts)} receipts in one batch")
-        losses: dict[int, dict[int, float]] = {}
         opened: list[tuple[Receipt, int, bytes]] = []
         for head in msg.receipts:
             try:
@@ -92,15 +93,23 @@ class ReceiptIntake:
                 self.counters[exc.reason.value] += 1
                 continue
             opened.append((receipt, header.seq, head))
-        refusals = self._orch.ingest_receipts(peer.peer_id, opened) if opened else []
-        for (receipt, _, _), refusal in zip(opened, refusals, strict=True):
-            if refusal is not None:
-                self.counters[str(refusal)] += 1
-                continue
-            self.counters["accepted"] += 1
-            if receipt.loss is not None and receipt.direction == "forward":
-                losses.setdefault(receipt.window, {})[receipt.batch] = receipt.loss
-                self.recent_losses.append(receipt.loss)
-        for window, by_batch in losses.items():
-            self._history.add_losses(window, by_batch)
+        if not opened:
+            return Ack()
+        accepted: list[Receipt] = []
+
+        def record_losses(txn: WriteTxn, refusals: list[Refusal | None]) -> None:
+            accepted[:] = [r for (r, _, _), no in zip(opened, refusals, strict=True) if no is None]
+            losses: dict[int, dict[int, float]] = {}
+            for receipt in accepted:
+                if receipt.loss is not None and receipt.direction == "forward":
+                    losses.setdefault(receipt.window, {})[receipt.batch] = receipt.loss
+            for window, by_batch in losses.items():
+                self._history.put_losses(txn, window, by_batch)
+
+        refusals = self._orch.ingest_receipts(peer.peer_id, opened, then=record_losses)
+        for refusal in refusals:
+            self.counters["accepted" if refusal is None else str(refusal)] += 1
+        self.recent_losses.extend(
+            r.loss for r in accepted if r.loss is not None and r.direction == "forward"
+        )
         return Ack()

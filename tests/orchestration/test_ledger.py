@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 
 from node.orchestration import Direction, LedgerRefusal, Orchestrator, RouteState
+from node.run_control.history import RunHistory
 from p2p.messages import Receipt
 from p2p.refusals import Reason
-from store import Store
+from store import Store, WriteTxn
 from tests.orchestration.kit import T0, FakeClock, digest, make_config, receipt, run_route
 
 FWD, BWD = "forward", "backward"
@@ -183,10 +184,18 @@ def test_a_batch_of_receipts_is_ingested_in_one_commit_as_one_by_one(
         commits.append(1)
         return real_write()
 
+    history = RunHistory(store, "run")
+    seen: list[list[Any]] = []
+
+    def then(txn: WriteTxn, refusals: list[Any]) -> None:  # in the batch's own transaction
+        seen.append(refusals)
+        history.put_losses(txn, 0, {0: 5.5})
+
     store.write = counting_write  # type: ignore[method-assign]
-    got = orch.ingest_receipts("a", batch, now=T0 + 1)
+    got = orch.ingest_receipts("a", batch, now=T0 + 1, then=then)
     store.write = real_write  # type: ignore[method-assign]
-    assert len(commits) == 1
+    assert len(commits) == 1 and seen == [got]
+    assert (history.window(0) or {}).get("losses") == {"0": 5.5}
     assert got[0] is None and got[4] is None
     assert got[1:4] == [Reason.REPLAY, LedgerRefusal.STALE_WINDOW, LedgerRefusal.WRONG_STAGE]
     assert {(r.stage, r.direction) for r in orch.receipts_for(0, "a")} == {(0, FWD), (0, BWD)}
