@@ -50,7 +50,8 @@ and reports the activation and gradient bytes the miners delivered per token
 (`bytes_per_token_ratio`, compressed ÷ uncompressed) and `loss_ratio` (final loss, compressed ÷
 uncompressed, at equal tokens); top level for the first ratio, all in `by_ratio`. `--wire int8`
 sends the compressed runs' activations and gradients as int8 with a float32 scale per
-sequence and channel.
+sequence and channel, deflated where that saves bytes (`p2p.body_codec`); the bytes counted
+are the bodies as sent.
 """
 
 from __future__ import annotations
