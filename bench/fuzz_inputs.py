@@ -9,6 +9,7 @@ import random
 import struct
 import time
 import typing
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ FRAME_KINDS = (
     "valid", "replay", "flip_head", "flip_body", "truncate_head", "random_head", "no_signature",
     "bad_msgpack", "wrong_type", "unknown_type", "wrong_run", "stale", "wrong_sender", "nan",
     "inf", "bad_shape", "bad_dtype", "wrong_meta_type", "unknown_field", "huge_meta",
+    "bad_deflate",
 )  # fmt: skip
 RAW_KINDS = ("oversize_preamble", "truncated_head", "garbage_protocol", "zero_preamble")
 HTTP_KINDS = (
@@ -164,6 +166,22 @@ class FrameMaker:
         elif kind == "unknown_field":
             meta = {**sample_meta(cls), "zz_unknown": [1]}
             return FrameInput(kind, cls.protocol, self.envelope(cls, meta=meta), bulk)
+        elif kind == "bad_deflate":  # int8 (32, 64): 2,048 raw bytes, the body claims deflate
+            target = rng.choice([c for c in REQUESTS if c.deflate_dtypes])
+            raw = 32 * 64
+            data = rng.choice(
+                [
+                    zlib.compress(bytes(raw * 100)),  # inflates far past its tensor
+                    zlib.compress(bytes(raw - 1)),
+                    zlib.compress(rng.randbytes(raw))[: raw - 1],  # unterminated
+                    zlib.compress(bytes(raw)) + b"\x00",  # trailing bytes
+                    rng.randbytes(rng.randrange(1, raw)),
+                ]
+            )
+            encoding = rng.choice(["deflate", "deflate", "deflate", "lz4"])
+            changes = {"body": data, "digest": digest(data), "body_len": len(data),
+                       "dtype": "int8", "shape": (32, 64), "encoding": encoding}  # fmt: skip
+            return FrameInput(kind, target.protocol, self.envelope(target, **changes), bulk)
         elif kind == "huge_meta":
             meta = {**sample_meta(cls), "detail": ["x" * 20_000]}
             try:
