@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from p2p.body_codec import inflate
+from p2p.body_codec import inflate, raw_size
 from p2p.envelope import Header, MalformedMessage
 from p2p.tensors import FLOAT_DTYPES, TensorPayload
 from p2p.transport import Buffer
@@ -61,7 +61,11 @@ class Message:
             if name == "tensor":
                 if header.dtype is None or header.shape is None:
                     raise MalformedMessage(f"{cls.__name__}: tensor payload missing")
-                if header.encoding is not None:
+                if header.encoding is not None:  # replies too: never past the class's limits
+                    if header.dtype not in cls.deflate_dtypes:
+                        raise MalformedMessage(f"{cls.__name__}: {header.dtype} not deflated")
+                    if raw_size(header.dtype, header.shape) > cls.max_body:
+                        raise MalformedMessage(f"{cls.__name__}: inflates past {cls.max_body}")
                     body = inflate(header.dtype, header.shape, body, header.encoding)
                 kwargs[name] = TensorPayload(header.dtype, header.shape, body)
             elif name in header.meta:

@@ -1,6 +1,7 @@
 """Protocol core on the memory transport: typed exchange, admission, and every refusal code."""
 
 import array
+import dataclasses
 import os
 import time
 import zlib
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from p2p.admission import PeerSession
 from p2p.body_codec import deflate
-from p2p.envelope import digest
+from p2p.envelope import Header, MalformedMessage, digest
 from p2p.memory_transport import MemoryNetwork
 from p2p.messages import Ack, Activation, BlobReply, BlobRequest, Gradient, Hello, Message
 from p2p.refusals import Reason, Refused
@@ -137,6 +138,20 @@ async def test_hostile_deflated_bodies_get_their_code(trio_net) -> None:
     assert len(received) == before  # none reached the handler
     assert await send(b, a, deflated(good)) is None
     assert len(received) == before + 1 and bytes(received[-1][0].tensor.data) == bytes(size)
+
+
+def test_a_deflated_body_decodes_only_where_its_class_takes_one_within_limits() -> None:
+    body = zlib.compress(bytes(4096))
+    head = Header(1, 1, "r", "p", 1, 0.0, digest(body), len(body), "uint8", (4096,))
+    deflated = dataclasses.replace(head, encoding="deflate")
+    with pytest.raises(MalformedMessage, match="not deflated"):  # a hostile reply
+        BlobReply.decode(deflated, body)
+    assert bytes(BlobReply.decode(head, bytes(4096)).tensor.data) == bytes(4096)
+    int8 = dataclasses.replace(deflated, dtype="int8", meta={"window": 1, "batch": 0, "stage": 0})
+    assert bytes(Activation.decode(int8, body).tensor.data) == bytes(4096)
+    huge = dataclasses.replace(int8, shape=(Activation.max_body + 1,))
+    with pytest.raises(MalformedMessage, match="inflates past"):
+        Activation.decode(huge, body)
 
 
 async def test_admission_refusals(trio_net, hotkeys) -> None:
