@@ -5,9 +5,9 @@ this process, an admitted peer (a real node with a hotkey binding) that sends `-
 malformed inputs (`bench/fuzz_inputs.py`, seeded by `--seed`): signed envelopes of every request
 type broken one way each (bit flips, truncation, bad msgpack, missing signature, unknown and
 wrong types, wrong run, stale, wrong sender, NaN and Inf tensors, bad shapes and dtypes, bad
-fields, oversize heads, replays) on each libp2p protocol and on the bulk lane; raw bulk-lane
-streams (oversize preambles, truncated frames, garbage); hostile HTTP requests (paths, methods,
-headers, request lines). Every 50 inputs it asks `/healthz`.
+fields, oversize heads, replays, bad deflated bodies) on each libp2p protocol and on the bulk
+lane; raw bulk-lane streams (oversize preambles, truncated frames, garbage); hostile HTTP
+requests (paths, methods, headers, request lines). Every 50 inputs it asks `/healthz`.
 
 Prints one JSON object: `inputs`, `crashes` (the node process exited), `healthz_failures`,
 `refusals_without_reason` (a rejection whose reply carries no reason code: a Refusal with an
