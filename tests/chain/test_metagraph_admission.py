@@ -95,7 +95,10 @@ async def test_nodes_find_and_admit_each_other_through_the_chain(tmp_path: Path)
         m_id, v_id = miner.endpoint.peer_id, val.endpoint.peer_id
         sessions = val.endpoint.sessions
         await wait_for(lambda: m_id in sessions, 30, "the validator found and admitted the miner")
-        assert val.status()["chain"]["counters"]["dialled"] >= 1  # through the chain's metagraph
+        # Through the chain's metagraph (peer exchange is off): whichever side read it first
+        # dialled, and the other found the session already open.
+        dials = [n.status()["chain"]["counters"].get("dialled", 0) for n in (val, miner)]
+        assert sum(dials) >= 1, dials
         assert stranger._host is not None
         await stranger._host.connect(val.p2p_addrs[0])
         with pytest.raises(Refused) as refused:
