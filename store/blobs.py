@@ -6,6 +6,7 @@ Layout; every change updates data and index in one write transaction:
   "blob_index": b"m" + digest -> [size, expires_ms, pinned, chunk_bytes]
                 b"x" + u64be(expires_ms) + digest -> None, for every unpinned blob
                 b"t" -> total bytes of all blobs
+                b"d" + digest -> chunks left of a removed blob (its keys #0 .. #left-1)
 Expiry keys sort by time, so GC is a range scan from the start of b"x" up to `now`.
 Large blobs are cut into chunks of exactly one LMDB page (CHUNK_PAGES): LMDB keeps a large value
 in contiguous overflow pages and reuses freed pages only in runs long enough for a new value, so
@@ -18,6 +19,12 @@ entry records its chunk size, so blobs written in 16-page chunks (entries of thr
 blobs stored whole before chunking are still read and removed.
 Methods take an optional `txn` to join a caller's write, e.g. to store a blob atomically with
 the record that refers to it.
+A removal deletes at most CHUNKS_PER_TXN chunks in one transaction. LMDB writes the pages a
+transaction frees as one freelist value, which takes contiguous pages beyond one page's worth
+(~500 page numbers); evicting a window's checkpoints in one transaction (~3,500 pages) needed a
+run of 7, which the one-page churn never leaves, so the file grew 7 pages a window. A blob with
+more chunks leaves a b"d" entry in the transaction that removes it from the index (it is gone
+for readers at once) and `reap` deletes the rest, CHUNKS_PER_TXN at a time; a restart resumes.
 """
 
 from __future__ import annotations
@@ -41,7 +48,11 @@ META_PREFIX = b"m"
 EXPIRY_PREFIX = b"x"
 TOTAL_KEY = b"t"
 CHUNK_MARK = b"#"
+TOMB_PREFIX = b"d"
 CHUNK_PAGES = 1
+CHUNKS_PER_TXN = 256
+"""Chunk deletions per write transaction: their pages plus the B-tree pages the deletions touch
+stay within the ~500 page numbers of a one-page LMDB freelist value."""
 LEGACY_CHUNK_PAGES = 16
 """The chunk size of blobs whose index entry has no chunk size (written before it was recorded)."""
 _PAGE_HEADER = 16
@@ -98,6 +109,7 @@ class BlobStore:
         with self._writing(txn) as w:
             info = self._info(w, digest)
             if info is None:
+                w.delete(INDEX_TABLE, _tomb_key(digest))  # same digest, same chunks: rewritten
                 self._put_data(w, digest, view)
                 new = BlobInfo(digest, view.nbytes, expires_ms, False, self.chunk_bytes)
                 _write_info(w, new)
@@ -134,13 +146,16 @@ class BlobStore:
             return self._info(r, _check_digest(digest))
 
     def delete(self, digest: str, *, txn: WriteTxn | None = None) -> bool:
-        """Removes the blob; True if it was present."""
+        """Removes the blob; True if it was present. Within a caller's `txn` a large blob's
+        chunks beyond CHUNKS_PER_TXN are left to `reap` (the next `gc` or eviction)."""
         with self._writing(txn) as w:
             info = self._info(w, _check_digest(digest))
             if info is None:
                 return False
-            self._remove(w, info)
-            return True
+            _remove(w, info, CHUNKS_PER_TXN)
+        if txn is None:
+            self.reap()
+        return True
 
     def pin(self, digest: str, *, txn: WriteTxn | None = None) -> bool:
         """Exempts the blob from GC; False if it is absent."""
@@ -156,14 +171,21 @@ class BlobStore:
             raise ValueError(f"limit must be positive, got {limit}")
         now_ms = _to_ms(_now(now))
         stop = EXPIRY_PREFIX + _U64.pack(now_ms + 1) if now_ms < _MAX_MS else b"y"
-        with self._store.write() as w:
-            expired = list(itertools.islice(w.range(INDEX_TABLE, EXPIRY_PREFIX, stop), limit))
-            for key, _ in expired:
-                info = self._info(w, key[1 + _U64.size :].decode("ascii", "replace"))
-                if info is None:
-                    raise CorruptRecordError(INDEX_TABLE, key, "expiry entry of a missing blob")
-                self._remove(w, info)
-        return len(expired)
+        removed = 0
+        while removed < limit:
+            with self._store.write() as w:
+                found = w.range(INDEX_TABLE, EXPIRY_PREFIX, stop)
+                expired = list(itertools.islice(found, limit - removed))
+                room = CHUNKS_PER_TXN
+                for key, _ in expired:
+                    if room <= 0:
+                        break
+                    room -= _remove(w, self._expiring(w, key), room)
+                    removed += 1
+            if not expired:
+                break
+        self.reap()
+        return removed
 
     def evict_to(self, max_bytes: int, batch: int = 64) -> int:
         """Removes unpinned blobs, the soonest to expire (the oldest kept) first, until the blobs
@@ -172,20 +194,35 @@ class BlobStore:
         while self.total_bytes() > max_bytes:
             with self._store.write() as w:
                 oldest = list(itertools.islice(w.range(INDEX_TABLE, EXPIRY_PREFIX, b"y"), batch))
-                total, evicted = _total(w), 0
+                total, evicted, room = _total(w), 0, CHUNKS_PER_TXN
                 for key, _ in oldest:
-                    if total <= max_bytes:
+                    if total <= max_bytes or room <= 0:
                         break
-                    info = self._info(w, key[1 + _U64.size :].decode("ascii", "replace"))
-                    if info is None:
-                        raise CorruptRecordError(INDEX_TABLE, key, "expiry entry of a missing blob")
-                    self._remove(w, info)
+                    info = self._expiring(w, key)
+                    room -= _remove(w, info, room)
                     total -= info.size
                     evicted += 1
             if not evicted:
                 break  # what is left is pinned
             removed += evicted
+        self.reap()
         return removed
+
+    def reap(self) -> int:
+        """Deletes the chunks removed blobs left behind, CHUNKS_PER_TXN a transaction; returns
+        how many."""
+        deleted = 0
+        while True:
+            with self._store.write() as w:
+                room = CHUNKS_PER_TXN
+                for key, left in list(itertools.islice(w.scan(INDEX_TABLE, TOMB_PREFIX), room)):
+                    if room <= 0:
+                        break
+                    digest = key[len(TOMB_PREFIX) :].decode("ascii", "replace")
+                    room -= _delete_chunks(w, digest, _tomb_left(key, left), room)
+            deleted += CHUNKS_PER_TXN - room
+            if room > 0:
+                return deleted
 
     def oldest_expiry(self) -> float | None:
         """The soonest expiry (Unix seconds) among unpinned blobs; None when there are none."""
@@ -216,14 +253,11 @@ class BlobStore:
     def _info(self, txn: ReadTxn, digest: str) -> BlobInfo | None:
         return _read_info(txn, digest, self._legacy_chunk_bytes)
 
-    def _remove(self, txn: WriteTxn, info: BlobInfo) -> None:
-        txn.delete(BLOBS_TABLE, info.digest)  # whole: small, or written before chunking
-        for key in _chunk_keys(info):
-            txn.delete(BLOBS_TABLE, key)
-        txn.delete(INDEX_TABLE, _meta_key(info.digest))
-        if not info.pinned:
-            txn.delete(INDEX_TABLE, _expiry_key(info.expires_ms, info.digest))
-        _add_total(txn, -info.size)
+    def _expiring(self, txn: ReadTxn, expiry_key: bytes) -> BlobInfo:
+        info = self._info(txn, expiry_key[1 + _U64.size :].decode("ascii", "replace"))
+        if info is None:
+            raise CorruptRecordError(INDEX_TABLE, expiry_key, "expiry entry of a missing blob")
+        return info
 
     def _set_pinned(self, digest: str, pinned: bool, txn: WriteTxn | None) -> bool:
         with self._writing(txn) as w:
@@ -254,6 +288,35 @@ class BlobStore:
             return
         with self._store.read() as own:
             yield own
+
+
+def _remove(txn: WriteTxn, info: BlobInfo, room: int) -> int:
+    """Removes the blob from the index and deletes up to `room` of its chunks (at least one),
+    leaving a tombstone for the rest; returns the values deleted (its chunks, or 1 whole)."""
+    txn.delete(BLOBS_TABLE, info.digest)  # whole: small, or written before chunking
+    txn.delete(INDEX_TABLE, _meta_key(info.digest))
+    if not info.pinned:
+        txn.delete(INDEX_TABLE, _expiry_key(info.expires_ms, info.digest))
+    _add_total(txn, -info.size)
+    return max(1, _delete_chunks(txn, info.digest, len(_chunk_keys(info)), max(room, 1)))
+
+
+def _delete_chunks(txn: WriteTxn, digest: str, left: int, room: int) -> int:
+    """Deletes the last `room` of chunks #0 .. #left-1 and records how many are left."""
+    done = min(left, room)
+    for i in range(left - done, left):
+        txn.delete(BLOBS_TABLE, _chunk_key(digest, i))
+    if left > done:
+        txn.put(INDEX_TABLE, _tomb_key(digest), left - done)
+    else:
+        txn.delete(INDEX_TABLE, _tomb_key(digest))
+    return done
+
+
+def _tomb_left(key: bytes, left: object) -> int:
+    if not isinstance(left, int) or left < 0:
+        raise CorruptRecordError(INDEX_TABLE, key, f"not a chunk count: {left!r}")
+    return left
 
 
 def _read_info(txn: ReadTxn, digest: str, legacy_chunk_bytes: int) -> BlobInfo | None:
@@ -300,6 +363,10 @@ def _add_total(txn: WriteTxn, delta: int) -> None:
 
 def _meta_key(digest: str) -> bytes:
     return META_PREFIX + digest.encode("ascii")
+
+
+def _tomb_key(digest: str) -> bytes:
+    return TOMB_PREFIX + digest.encode("ascii")
 
 
 def _expiry_key(expires_ms: int, digest: str) -> bytes:
