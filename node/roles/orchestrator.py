@@ -197,12 +197,15 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
 
     def _prune_records(self) -> Counter[str]:
         """Windows older than the newest `record_windows`: their receipts, routes and reported
-        verdicts go, their history records are compacted (`RunHistory.compact`)."""
-        before = self.core.run_state().window - self.config.record_windows
+        verdicts go, their history records are compacted (`RunHistory.compact`); records older
+        than the newest `history_windows` are forgotten (`RunHistory.forget`)."""
+        window = self.core.run_state().window
+        before = window - self.config.record_windows
         return Counter(
             windows_pruned=self.core.prune(self.config.record_windows),
             verdicts_pruned=self.audits.prune(before),
             history_compacted=self.history.compact(before),
+            history_forgotten=self.history.forget(window - self.config.history_windows),
         )
 
     def _holding(self, window: int) -> bool:
@@ -321,6 +324,7 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
             self.intake.recent_losses,
             tokens_per_batch=self.spec.tokens_per_batch,
             accumulate=self.spec.accumulate,
+            earlier=self.history.earlier(),
         )
         figures = {k: float(progress[k]) for k in ("step", "tokens", "tokens_per_s")}
         if progress["loss"] is not None:
@@ -331,6 +335,7 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
         doc = self.core.status()
         state = self.core.run_state()
         records = self.history.windows()
+        earlier = self.history.earlier()
         raw, closed = self._closed(records)
         done = self._finished(state.window) and (
             self.config.eval_batches == 0 or all("eval" in r for r in raw[-1:])
@@ -353,9 +358,11 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
                 self.intake.recent_losses,
                 tokens_per_batch=spec.tokens_per_batch,
                 accumulate=spec.accumulate,
+                earlier=earlier,
             ),
             history=closed,
-            work=total_work(raw, self.core.work_counts(state.window)),
+            windows_forgotten=earlier["windows"],
+            work=total_work(raw, self.core.work_counts(state.window), earlier["work"]),
             membership=dict(self._membership.counters) if self._membership else {},
             audits=dict(self.audits.counters),
             merges={**self.merger.counters, **self.disputes.counters},

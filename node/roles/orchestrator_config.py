@@ -33,6 +33,9 @@ class OrchestratorConfig:
     record_windows: int = 64
     """Windows whose receipts and routes the store keeps (validators audit a window soon after
     it closes); older ones are deleted, their summaries stay in the run's history."""
+    history_windows: int = 10_000
+    """Closed windows whose records the run's history keeps (`/status`, the dashboard's curves);
+    older ones are forgotten, their batches, seconds and work kept as the run's totals."""
     max_miners_per_stage: int = 0
     """Miners routed per stage (0: no limit); the rest stand by. The miners of a stage merge
     their weights at each window end (`[orchestrator.merge]`)."""
@@ -51,8 +54,8 @@ class OrchestratorConfig:
                 "orchestrator.windows, max_in_flight, eval_batches, max_miners_per_stage and "
                 "wait_for_validators must be >= 0"
             )
-        if self.record_windows < 2:
-            raise ValueError("orchestrator.record_windows must be >= 2")
+        if self.record_windows < 2 or self.history_windows < 2:
+            raise ValueError("orchestrator.record_windows and history_windows must be >= 2")
         if not (self.tick_s > 0 and self.assign_timeout_s > 0 and self.close_timeout_s > 0):
             raise ValueError("orchestrator.tick_s and timeouts must be > 0")
 

@@ -3,7 +3,8 @@
 Everything the orchestrator role shows about the run (and needs after a restart) beyond the
 orchestration core's own state: a restarted orchestrator reads the same spec, the stage
 checkpoints of the last closed window, which miner acknowledged which assignment, and the
-per-window figures.
+per-window figures. Window records older than the role's `history_windows` are forgotten, their
+batches, seconds and work added to the run's totals (`earlier`), so the history stays bounded.
 """
 
 from __future__ import annotations
@@ -102,6 +103,30 @@ class RunHistory:
                 txn.put(HISTORY, f"{self._run}/compacted", window)
         return done
 
+    def forget(self, before: int, max_windows: int = 64) -> int:
+        """Delete the window records `< before` (at most `max_windows` a call), adding the closed
+        ones' batches, seconds and work to `earlier()` in the same transaction; returns how
+        many went."""
+        with self._store.write() as txn:
+            found = txn.range(HISTORY, self._window_key(0), self._window_key(max(before, 0)))
+            gone = list(islice(found, max_windows))
+            if not gone:
+                return 0
+            totals = txn.get(HISTORY, self._earlier_key()) or _no_totals()
+            for key, record in gone:
+                if record.get("closed"):
+                    _fold(totals, record)
+                txn.delete(HISTORY, key)
+            txn.put(HISTORY, self._earlier_key(), totals)
+        return len(gone)
+
+    def earlier(self) -> dict[str, Any]:
+        """Totals of the forgotten windows: `windows`, `completed`, `tokens`, `seconds` and
+        `work` ({peer: {"forward": n, "backward": n}})."""
+        with self._store.read() as txn:
+            totals: dict[str, Any] = txn.get(HISTORY, self._earlier_key()) or _no_totals()
+        return totals
+
     def latest_weights(self) -> dict[int, str]:
         """The newest checkpoint digest of each stage over the closed windows."""
         return self.starting_points()[0]
@@ -141,6 +166,24 @@ class RunHistory:
 
     def _assign_key(self, peer_id: str) -> str:
         return f"{self._run}/assigned/{peer_id}"
+
+    def _earlier_key(self) -> str:
+        return f"{self._run}/earlier"
+
+
+def _no_totals() -> dict[str, Any]:
+    return {"windows": 0, "completed": 0, "tokens": 0, "seconds": 0.0, "work": {}}
+
+
+def _fold(totals: dict[str, Any], record: dict[str, Any]) -> None:
+    totals["windows"] += 1
+    totals["completed"] += int(record.get("completed", 0))
+    totals["tokens"] += int(record.get("tokens", 0))
+    totals["seconds"] += float(record.get("seconds", 0.0))
+    for peer, counts in record.get("work", {}).items():
+        slot = totals["work"].setdefault(peer, {})
+        for direction, n in counts.items():
+            slot[direction] = slot.get(direction, 0) + int(n)
 
 
 def merged_counts(record: dict[str, Any]) -> dict[str, int]:

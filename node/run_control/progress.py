@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from node.orchestration import Phase, RunState
@@ -36,12 +36,16 @@ def run_progress(
     *,
     tokens_per_batch: int,
     accumulate: int,
+    earlier: Mapping[str, Any] | None = None,
     now: float | None = None,
 ) -> dict[str, Any]:
-    """Optimizer steps, tokens and tokens/s over the run, and the latest group's mean loss."""
+    """Optimizer steps, tokens and tokens/s over the run (the `closed` windows, the open one and
+    the `earlier` totals of windows the history forgot), and the latest group's mean loss."""
     now = time.time() if now is None else now
+    earlier = earlier or {}
     batches = sum(int(r.get("completed", 0)) for r in closed) + state.completed
-    seconds = sum(float(r.get("seconds", 0.0)) for r in closed)
+    batches += int(earlier.get("completed", 0))
+    seconds = sum(float(r.get("seconds", 0.0)) for r in closed) + float(earlier.get("seconds", 0))
     if state.phase is Phase.TRAIN and state.batches_total and state.issued:
         seconds += max(now - state.window_started_at, 0.0)
     tokens = batches * tokens_per_batch
@@ -61,10 +65,15 @@ def run_progress(
     }
 
 
-def total_work(closed: Sequence[dict[str, Any]], current: dict[str, dict[str, int]]) -> Any:
-    """{peer_id: {"forward": n, "backward": n}} over the closed windows and the open one."""
+def total_work(
+    closed: Sequence[dict[str, Any]],
+    current: dict[str, dict[str, int]],
+    earlier: dict[str, dict[str, int]] | None = None,
+) -> Any:
+    """{peer_id: {"forward": n, "backward": n}} over the closed windows, the open one and the
+    `earlier` work of windows the history forgot."""
     totals: dict[str, dict[str, int]] = {}
-    for per_window in [*(r.get("work", {}) for r in closed), current]:
+    for per_window in [earlier or {}, *(r.get("work", {}) for r in closed), current]:
         for peer, counts in per_window.items():
             slot = totals.setdefault(peer, {"forward": 0, "backward": 0})
             for direction, n in counts.items():

@@ -1,6 +1,7 @@
 """The orchestrator role's parts that need no network: history, progress, evaluation."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -75,6 +76,37 @@ def test_compaction_keeps_the_summary_and_passes_over_a_window_never_closed(
     ] * 2
     assert [window_summary(r) for r in records] == summaries  # what /status shows is unchanged
     assert records[0]["merged"] == {"0": 2, "1": 1} and records[2].get("closed") is None
+
+
+def test_forgotten_windows_leave_the_run_totals_and_starting_points_unchanged(
+    store: Store,
+) -> None:
+    history = RunHistory(store, "r")
+    for w in range(7):
+        history.add_losses(w, {0: 2.0})
+        if w != 1:  # window 1 never closed
+            work = {"p0": {"forward": 2, "backward": 1}, f"q{w}": {"forward": 1}}
+            weights = {"0": f"a{w}", "1": f"b{w}"}
+            history.close_window(w, tokens=8, seconds=1.5, completed=4, work=work, weights=weights)
+    state = RunState(run_id="r", n_stages=2, window=7, phase=Phase.TRAIN)
+
+    def figures() -> tuple[dict[str, Any], Any, Any]:
+        closed = [r for r in history.windows() if r.get("closed")]
+        earlier = history.earlier()
+        args: dict[str, Any] = {"tokens_per_batch": 2, "accumulate": 2, "earlier": earlier}
+        progress = run_progress(state, closed, [], **args)
+        return progress, total_work(closed, {}, earlier["work"]), history.starting_points()
+
+    before = figures()
+    assert history.forget(5, max_windows=3) == 3  # windows 0, 1 and 2
+    assert history.forget(5) == 2
+    assert history.forget(5) == 0
+    assert [r["window"] for r in history.windows()] == [5, 6]
+    assert history.earlier()["windows"] == 4  # the never-closed window 1 counts nothing
+    progress, work, starts = figures()
+    assert (progress["batches"], progress["seconds"]) == (before[0]["batches"], 9.0)
+    assert work == before[1] and work["p0"] == {"forward": 12, "backward": 6}
+    assert starts == before[2] and starts[0] == {0: "a6", 1: "b6"}
 
 
 def test_progress_counts_steps_tokens_and_the_last_group_loss() -> None:
