@@ -6,11 +6,17 @@ then stops it with Ctrl-C. Every `--every` seconds it reads, per node, its RSS a
 descriptors (/proc of its pid), its LMDB use and blob bytes and count (`/status` → `store`).
 
 Prints one JSON object: per node the figures at start, after warm-up (`--warmup-minutes`,
-default a quarter of the run, at most 10) and at the end, the largest after warm-up, and
-`rss_flat` / `fds_flat` / `lmdb_flat` / `lmdb_data_flat` (never above 110 % of the warm-up
-value afterwards; `lmdb_flat` of the map's high-water, `lmdb_data_flat` of the pages holding data,
-the rest being free pages LMDB reuses) and RSS, LMDB high-water and data every 5 minutes; the
-run's windows and first and last loss; `survivors_up` (no node exited).
+default a quarter of the run, at most 10) and at the end, the largest after warm-up, the level
+(median) of every 5 minutes, and
+- `rss_flat` / `fds_flat`: no 5-minute level after warm-up above 110 % of the first one (a leak
+  raises the level; a burst of pooled connections, kept idle for a minute, raises one sample),
+  and `rss_max_flat` / `fds_max_flat`, the stricter rule: no single sample above it;
+- `lmdb_flat` / `lmdb_data_flat`: the map's high-water / the pages holding data never above
+  110 % of their value after warm-up, and `lmdb_used_mib_per_hour`, the high-water's
+  least-squares slope after warm-up (10 % of a 350 MiB store hides a creep of 0.5 MiB a
+  minute over 60 minutes; the slope does not);
+the run's windows and first and last loss; `survivors_up` (no node exited). `--samples FILE`
+keeps every sample.
 
     python bench/soak.py --minutes 60 --json
 """
@@ -23,6 +29,7 @@ import contextlib
 import json
 import os
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -33,12 +40,15 @@ import aiohttp
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = ("rss_mib", "fds", "lmdb_used_mib", "lmdb_data_mib", "blob_mib", "blobs")
+LEVEL_S = 300.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=60.0)
     p.add_argument("--warmup-minutes", type=float, help="default: minutes / 4, at most 10")
+    p.add_argument("--store-warmup-minutes", type=float, help="default: minutes / 3, at most 20")
+    p.add_argument("--samples", type=Path, help="write every sample here (JSON)")
     p.add_argument("--every", type=float, default=30.0, help="seconds between samples")
     p.add_argument("--model", default="tiny")
     p.add_argument("--map-mib", type=int, default=512, help="store.map_size_mib of every node")
@@ -82,30 +92,60 @@ async def sample(session: aiohttp.ClientSession, home: Path) -> dict[str, dict[s
     return out
 
 
-def summarise(samples: list[tuple[float, dict[str, dict[str, float]]]], warm_s: float) -> Any:
+Samples = list[tuple[float, dict[str, dict[str, float]]]]
+
+
+def summarise(samples: Samples, warm_s: float) -> Any:
     names = sorted({n for _, s in samples for n in s})
     report: dict[str, Any] = {}
     for name in names:
         series = [(t, s[name]) for t, s in samples if name in s]
         after = [f for t, f in series if t >= warm_s] or [series[-1][1]]
         warm = after[0]
+        levels = _levels([(t, f) for t, f in series if t >= warm_s])
         node: dict[str, Any] = {
             "start": series[0][1],
             "warm": warm,
             "end": series[-1][1],
             "max_after_warmup": {k: max(f[k] for f in after) for k in FIGURES},
-            "every_5_min": _every(series, 300.0),
+            "levels_after_warmup": levels,
+            "every_5_min": _every(series, LEVEL_S),
         }
-        flags = (
-            ("rss_mib", "rss_flat"),
-            ("fds", "fds_flat"),
-            ("lmdb_used_mib", "lmdb_flat"),
-            ("lmdb_data_mib", "lmdb_data_flat"),
-        )
-        for key, flag in flags:
+        for key, flag in (("rss_mib", "rss"), ("fds", "fds")):
+            node[f"{flag}_flat"] = all(lv[key] <= 1.10 * levels[0][key] for lv in levels)
+            node[f"{flag}_max_flat"] = node["max_after_warmup"][key] <= 1.10 * warm[key]
+        for key, flag in (("lmdb_used_mib", "lmdb_flat"), ("lmdb_data_mib", "lmdb_data_flat")):
             node[flag] = node["max_after_warmup"][key] <= 1.10 * warm[key]
+        node["lmdb_used_mib_per_hour"] = _slope_per_hour(
+            [(t, f["lmdb_used_mib"]) for t, f in series if t >= warm_s]
+        )
         report[name] = node
     return report
+
+
+def _slope_per_hour(points: list[tuple[float, float]]) -> float | None:
+    """The least-squares slope of (seconds, MiB) points, in MiB an hour."""
+    if len(points) < 2:
+        return None
+    slope = statistics.linear_regression([t for t, _ in points], [v for _, v in points]).slope
+    return round(slope * 3600, 2)
+
+
+def _levels(series: list[tuple[float, dict[str, float]]]) -> list[dict[str, float]]:
+    """The median RSS and descriptors of every `LEVEL_S` span of `series` (a short last span
+    joins the one before)."""
+    if not series:
+        return []
+    start = series[0][0]
+    spans: dict[int, list[dict[str, float]]] = {}
+    for t, f in series:
+        spans.setdefault(int((t - start) // LEVEL_S), []).append(f)
+    groups = list(spans.values())
+    if len(groups) > 1 and len(groups[-1]) < len(groups[0]) // 2:
+        groups[-2].extend(groups.pop())
+    return [
+        {k: statistics.median(f[k] for f in group) for k in ("rss_mib", "fds")} for group in groups
+    ]
 
 
 def _every(series: list[tuple[float, dict[str, float]]], step_s: float) -> list[list[float]]:
@@ -143,7 +183,7 @@ async def follow(
     warm_s: float,
     log_name: str,
 ) -> dict[str, Any]:
-    samples: list[tuple[float, dict[str, dict[str, float]]]] = []
+    samples: Samples = []
     timeout = aiohttp.ClientTimeout(total=20)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         while len(running_nodes(root)) < 9:
@@ -167,12 +207,14 @@ async def follow(
     proc.send_signal(signal.SIGINT)
     await asyncio.wait_for(proc.wait(), 120)
     history = run_doc.get("history") or []
+    if args.samples:
+        args.samples.write_text(json.dumps(samples))
     nodes = summarise(samples, warm_s)
     return {
         "minutes": args.minutes,
         "warmup_minutes": round(warm_s / 60, 2),
         "samples": len(samples),
-        "windows": len(history),
+        "windows": len(history) + int(run_doc.get("windows_forgotten", 0)),
         "loss_first": history[0]["loss"] if history else None,
         "loss_last": history[-1]["loss"] if history else None,
         "survivors_up": survivors,
