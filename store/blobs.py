@@ -9,14 +9,11 @@ Layout; every change updates data and index in one write transaction:
                 b"d" + digest -> chunks left of a removed blob (its keys #0 .. #left-1)
 Expiry keys sort by time, so GC is a range scan from the start of b"x" up to `now`.
 Large blobs are cut into chunks of exactly one LMDB page (CHUNK_PAGES): LMDB keeps a large value
-in contiguous overflow pages and reuses freed pages only in runs long enough for a new value, so
-blobs of mixed sizes coming and going leave runs too short for the next one and the file's
-high-water mark creeps up without bound although the blobs stay within their budget. Chunks of
-16 pages fixed that for a store of blobs alone, but where records churn beside them (the
-orchestrator's receipts) their single-page B-tree writes split the freed 16-page runs, and the
-file still grew about 2 MiB a minute; a one-page chunk fits any free page. Each blob's index
-entry records its chunk size, so blobs written in 16-page chunks (entries of three fields) and
-blobs stored whole before chunking are still read and removed.
+in contiguous overflow pages and reuses freed pages only in runs long enough for a new value;
+with records churning beside them (the orchestrator's receipts) even 16-page chunks found no
+runs and the file grew about 2 MiB a minute, while a one-page chunk fits any free page. Each
+blob's index entry records its chunk size, so blobs written in 16-page chunks (entries of three
+fields) and blobs stored whole before chunking are still read and removed.
 Methods take an optional `txn` to join a caller's write, e.g. to store a blob atomically with
 the record that refers to it.
 A removal deletes at most CHUNKS_PER_TXN chunks in one transaction. LMDB writes the pages a
@@ -212,6 +209,9 @@ class BlobStore:
         """Deletes the chunks removed blobs left behind, CHUNKS_PER_TXN a transaction; returns
         how many."""
         deleted = 0
+        with self._store.read() as r:
+            if next(r.scan(INDEX_TABLE, TOMB_PREFIX), None) is None:
+                return 0
         while True:
             with self._store.write() as w:
                 room = CHUNKS_PER_TXN
