@@ -107,8 +107,10 @@ class RunHistory:
         """Delete the window records `< before` (at most `max_windows` a call), adding the closed
         ones' batches, seconds and work to `earlier()` in the same transaction; returns how
         many went."""
+        if before <= 0:
+            return 0
         with self._store.write() as txn:
-            found = txn.range(HISTORY, self._window_key(0), self._window_key(max(before, 0)))
+            found = txn.range(HISTORY, self._window_key(0), self._window_key(before))
             gone = list(islice(found, max_windows))
             if not gone:
                 return 0
