@@ -47,7 +47,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=60.0)
     p.add_argument("--warmup-minutes", type=float, help="default: minutes / 4, at most 10")
-    p.add_argument("--store-warmup-minutes", type=float, help="default: minutes / 3, at most 20")
     p.add_argument("--samples", type=Path, help="write every sample here (JSON)")
     p.add_argument("--every", type=float, default=30.0, help="seconds between samples")
     p.add_argument("--model", default="tiny")
