@@ -94,7 +94,7 @@ class Pipeline(Service):
             return
         entry = state.batches.open.get(key)
         if holding.is_last:
-            state.batches.finish(key)
+            self._finish(holding, key)
         elif entry is not None:
             entry.forwarded = True
         if entry is None or result.send is None:
@@ -120,7 +120,7 @@ class Pipeline(Service):
         result = await self._compute(holding, key, partial(bwd, holding, key, payload))
         if result is None or entry is None:
             return
-        self._state.batches.finish(key)
+        self._finish(holding, key)
         if result.send is not None:
             msg = Gradient(
                 window=key[0],
@@ -208,6 +208,14 @@ class Pipeline(Service):
         if sent and msg.payload is not None:
             self._state.counters[f"{what}_bytes"] += len(msg.payload.data)
         return sent
+
+    def _finish(self, holding: StageHolding, key: BatchKey) -> None:
+        """The batch is done here. On stage 0 that ends its route: the orchestrator finishes
+        the route on this receipt and starts the batches waiting for it, so it goes out now
+        rather than with the next `receipt_flush_s` batch."""
+        self._state.batches.finish(key)
+        if holding.is_first:
+            self._receipts.flush_soon()
 
     # forgetting ------------------------------------------------------------------------------
 

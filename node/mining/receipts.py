@@ -1,10 +1,11 @@
 """Signed receipts, queued and sent to the orchestrator in batches.
 
 Each unit of work becomes a `Receipt` signed with the node key (`Endpoint.statement`). They go
-out as `ReceiptBatch`es every `flush_s`, or sooner once `batch` are queued; a batch that fails
-stays queued and is retried. The queue is bounded: when the orchestrator is away for too long,
-the oldest receipts are dropped and counted. Batches are cut to stay well inside the envelope's
-head limit (receipt heads travel in the batch's head).
+out as `ReceiptBatch`es every `flush_s`, or sooner once `batch` are queued or the miner asks
+(`flush_soon`: stage 0 finished a batch, and the orchestrator finishes its route on that
+receipt); a batch that fails stays queued and is retried. The queue is bounded: when the
+orchestrator is away for too long, the oldest receipts are dropped and counted. Batches are
+cut to stay well inside the envelope's head limit (receipt heads travel in the batch's head).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class ReceiptSender(Service):
         self._max = max_queued
         self._full = asyncio.Event()
         self._in_flight = 0
+        self._backing_off = False
 
     @property
     def queued(self) -> int:
@@ -72,6 +74,12 @@ class ReceiptSender(Service):
         if len(self._queue) >= self._batch:
             self._full.set()
 
+    def flush_soon(self) -> None:
+        """Send what is queued now rather than at the next `flush_s` (not while backing off
+        after a failed batch)."""
+        if self._queue and not self._backing_off:
+            self._full.set()
+
     async def run(self) -> None:
         backoff = self._flush_s
         while True:
@@ -80,6 +88,7 @@ class ReceiptSender(Service):
             self._full.clear()
             ok = await self.flush()
             backoff = self._flush_s if ok else min(max(backoff * 2, self._flush_s), 5.0)
+            self._backing_off = not ok
 
     async def flush(self) -> bool:
         """Send everything queued; False if a batch failed (it stays queued)."""

@@ -8,6 +8,7 @@ stage checkpoints when a window's batches are done, and evaluate each closed win
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -144,12 +145,20 @@ class OrchestratorComponent(RoleComponent[OrchestratorConfig]):
                     self._gc_counters["store_full"] += 1
                     log.warning("store full; evicting old checkpoints beyond the blob budget")
                     await self._collect_garbage(now_please=True)
-                await asyncio.sleep(self.config.tick_s)
+                await self._next_tick()
         finally:
             await self._membership.close()
             await self.dispatcher.close()
             if self._eval_task is not None:
                 self._eval_task.cancel()
+
+    async def _next_tick(self) -> None:
+        """Sleeps `tick_s`, or less when a route finished (its batch's successors may start)."""
+        done = self.intake.routes_done
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.config.tick_s):
+                await done.wait()
+        done.clear()
 
     async def _tick(self) -> None:
         assert self._membership is not None and self._closer is not None

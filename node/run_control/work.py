@@ -81,6 +81,9 @@ class ReceiptIntake:
         self._run = run_id
         self.counters: Counter[str] = Counter()
         self.recent_losses: deque[float] = deque(maxlen=256)
+        self.routes_done = asyncio.Event()
+        """Set when a stage-0 backward receipt was accepted: it finishes its route, so the
+        tick loop may start the next batches now rather than at its next tick."""
 
     async def on_batch(self, msg: ReceiptBatch, peer: PeerSession) -> Message:
         if len(msg.receipts) > MAX_RECEIPTS_PER_BATCH:
@@ -112,4 +115,6 @@ class ReceiptIntake:
         self.recent_losses.extend(
             r.loss for r in accepted if r.loss is not None and r.direction == "forward"
         )
+        if any(r.stage == 0 and r.direction == "backward" for r in accepted):
+            self.routes_done.set()
         return Ack()

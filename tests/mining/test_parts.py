@@ -2,8 +2,10 @@
 
 import asyncio
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import blake3
 import pytest
@@ -21,6 +23,7 @@ from p2p.messages import Ack, Message, Receipt, ReceiptBatch
 from p2p.refusals import Reason, Refused
 from p2p.statements import open_statement
 from store import BlobStore, Store, StoreConfig
+from tests.mining.kit import wait_for
 from tests.p2p.endpoint_kit import RUN, allow, make_hotkey, make_node
 
 
@@ -90,40 +93,73 @@ def _receipt(batch: int) -> Receipt:
     )
 
 
-async def test_receipts_are_kept_while_the_orchestrator_is_away(tmp_path: Path) -> None:
+@dataclass
+class _Inbox:
+    """The orchestrator's side of a receipt link: batches received, or refused while `refuse`."""
+
+    got: list[int] = field(default_factory=list)
+    refuse: bool = False
+
+
+def _receipt_link(
+    tmp_path: Path, counters: Counter[str], **limits: Any
+) -> tuple[ReceiptSender, _Inbox]:
     network = MemoryNetwork()
     hot = [make_hotkey(tmp_path, f"r{i}") for i in range(2)]
     policy = allow(*hot)
     miner = make_node(network, hot[0], policy)
     orch = make_node(network, hot[1], policy, roles=("orchestrator",))
-    got: list[int] = []
-    refuse = True
+    inbox = _Inbox()
 
     async def on_batch(msg: ReceiptBatch, peer: PeerSession) -> Message:
-        if refuse:
+        if inbox.refuse:
             raise Refused(Reason.OVER_CAPACITY, "busy")
         for head in msg.receipts:
-            got.append(open_statement(head, Receipt, run=RUN, signer=peer.peer_id)[0].batch)
+            inbox.got.append(open_statement(head, Receipt, run=RUN, signer=peer.peer_id)[0].batch)
         return Ack()
 
     orch.endpoint.register(ReceiptBatch, on_batch)
+    sender = ReceiptSender(miner.endpoint, lambda: orch.key.peer_id, counters, **limits)
+    return sender, inbox
+
+
+async def test_receipts_are_kept_while_the_orchestrator_is_away(tmp_path: Path) -> None:
     counters: Counter[str] = Counter()
-    sender = ReceiptSender(
-        miner.endpoint,
-        lambda: orch.key.peer_id,
-        counters,
-        flush_s=0.01,
-        batch=4,
-        max_queued=5,
-        timeout_s=1.0,
+    sender, inbox = _receipt_link(
+        tmp_path, counters, flush_s=0.01, batch=4, max_queued=5, timeout_s=1.0
     )
+    inbox.refuse = True
     for batch in range(7):
         sender.add(_receipt(batch))
     assert not await sender.flush()
     assert sender.queued == 5 and counters["receipts_dropped"] == 2
-    refuse = False
+    inbox.refuse = False
     assert await sender.flush()
-    assert got == [2, 3, 4, 5, 6] and sender.queued == 0
+    assert inbox.got == [2, 3, 4, 5, 6] and sender.queued == 0
+
+
+async def test_receipts_go_out_when_asked_but_not_while_backing_off(tmp_path: Path) -> None:
+    counters: Counter[str] = Counter()
+    sender, inbox = _receipt_link(
+        tmp_path, counters, flush_s=60.0, batch=32, max_queued=100, timeout_s=1.0
+    )
+    task = asyncio.create_task(run_service(sender))
+    try:
+        sender.add(_receipt(0))
+        sender.flush_soon()  # long before the 60 s flush and the 32-receipt batch
+        await wait_for(lambda: inbox.got == [0], 5.0, "the receipt sent at once")
+        inbox.refuse = True
+        sender.add(_receipt(1))
+        sender.flush_soon()
+        await wait_for(lambda: counters["receipt_batches_failed"] == 1, 5.0, "a failed batch")
+        for batch in (2, 3):  # backing off: asking again does not hammer the orchestrator
+            sender.add(_receipt(batch))
+            sender.flush_soon()
+            await asyncio.sleep(0.1)
+        assert counters["receipt_batches_failed"] == 1 and sender.queued == 3
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_retention_keeps_units_and_forgets_them_in_time(tmp_path: Path) -> None:

@@ -27,11 +27,12 @@ def test_any_non_finite_element_is_refused(dtype: torch.dtype, bad: object) -> N
     assert refused.value.reason is Reason.NON_FINITE
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
 def test_finite_values_whose_sum_overflows_pass(dtype: torch.dtype) -> None:
     big = torch.finfo(dtype).max
     t = torch.full((64,), big, dtype=dtype)
     assert not torch.isfinite(t.sum())  # the fast check alone would refuse it
     check_finite(payload(t))
-    check_finite(payload(torch.randn(8, 16)))
+    check_finite(payload(torch.randn(8, 16).to(dtype)))
+    check_finite(payload(torch.tensor([-big, big, 0.0, -0.0], dtype=dtype)))
     check_finite(payload(torch.tensor([1, 2], dtype=torch.int64)))  # not a float: not checked
