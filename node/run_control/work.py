@@ -33,6 +33,8 @@ class WorkDispatcher:
         self._endpoint = endpoint
         self._timeout = timeout_s
         self._tasks: set[asyncio.Task[None]] = set()
+        self._queues: dict[str, deque[Route]] = {}
+        """Routes waiting to be sent, per stage-0 miner; the head is being sent."""
         self.counters: Counter[str] = Counter()
         self.unassigned: deque[str] = deque(maxlen=64)
         """Miners that refused work as not assigned (they must be assigned again)."""
@@ -40,15 +42,34 @@ class WorkDispatcher:
         """Routes their first miner refused (to put back among the waiting batches)."""
 
     def send(self, routes: list[Route]) -> None:
+        """Send each route's `Work` to its stage-0 miner; a miner's routes go one after another,
+        in the order issued. A miner computes its batches in the order their `Work` arrives, and
+        so accumulates their gradients in that order: concurrent requests, over as many pooled
+        connections, arrived in any order, and a swapped pair rounded the step differently
+        from one-process training."""
         for route in routes:
-            task = asyncio.create_task(self._send(route), name=f"work/{route.route_id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            first = route.miners[0]
+            queue = self._queues.setdefault(first, deque())
+            queue.append(route)
+            if len(queue) == 1:
+                task = asyncio.create_task(self._drain(first, queue), name=f"work/{first}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _drain(self, miner: str, queue: deque[Route]) -> None:
+        try:
+            while queue:
+                await self._send(queue[0])
+                queue.popleft()
+        finally:
+            queue.clear()
+            if self._queues.get(miner) is queue:
+                del self._queues[miner]
 
     async def _send(self, route: Route) -> None:
         work = Work(
