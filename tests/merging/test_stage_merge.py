@@ -11,9 +11,8 @@ import torch
 from safetensors.torch import load as load_safetensors
 
 from node.node_service import NodeService
-from node.roles.orchestrator import OrchestratorComponent
 from tests.auditing.conftest import StartNode
-from tests.mining.kit import SPEC, endpoint, miner_of, wait_for
+from tests.mining.kit import SPEC, endpoint, miner_of, orch_of, wait_for
 from training.checkpoint import OPTIMIZER_PREFIX
 from training.data.build import build_dataset
 from training.digest import tensors_digest
@@ -27,10 +26,6 @@ def merge_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("merge-data")
     build_dataset(SPEC2.data_config(path))
     return path
-
-
-def orch_of(node: NodeService) -> OrchestratorComponent:
-    return next(r for r in node._roles if isinstance(r, OrchestratorComponent))
 
 
 async def start_network(start_node: StartNode, data: Path, miners: int, **orch: object):
@@ -123,7 +118,7 @@ async def test_two_miners_per_stage_merge_to_the_exact_weighted_average(
 
 
 async def test_late_joiner_and_lying_owner(start_node: StartNode, merge_data: Path) -> None:
-    o, ms = await start_network(start_node, merge_data, 4, **{"orchestrator.windows": 3})
+    o, ms = await start_network(start_node, merge_data, 4, **{"orchestrator.windows": 100})
     orch = orch_of(o)
     liar = ms[1]
     miner_of(liar).merges._corrupt = True  # the `--fault bad-merge` owner
@@ -132,7 +127,16 @@ async def test_late_joiner_and_lying_owner(start_node: StartNode, merge_data: Pa
     late = await start_node("late", ["miner"], o.p2p_addrs, **miner_cfg)
     late_id = endpoint(late).peer_id
     await wait_for(lambda: miner_of(late).state.holding is not None, 60, "late joiner holds")
+    # Windows go on until one the late joiner merged in has closed (windows are short: a fixed
+    # count could end the run first), then the run ends with the window it is in.
+    await wait_for(
+        lambda: any(late_id in closed(o, w).get("members", {}) for w in range(1, 100)),
+        120,
+        "a window closed with the late joiner",
+    )
+    orch.config.windows = orch.core.run_state().window + 1
     await wait_for(lambda: orch.status()["done"], 120, "run done")
+    windows = orch.config.windows
     record0 = closed(o, 0)
     liar_id = endpoint(liar).peer_id
     accused = orch.disputes.accused()
@@ -140,7 +144,7 @@ async def test_late_joiner_and_lying_owner(start_node: StartNode, merge_data: Pa
     assert set(accused) == {liar_id}
     # Honest recomputation kept every member of the liar's stage on the one merged version.
     merged_with_liar = 0
-    for record in (closed(o, w) for w in range(3)):
+    for record in (closed(o, w) for w in range(windows)):
         for peer, (stage, digest) in record["members"].items():
             version = record["versions"][str(stage)]
             assert tensors_digest(params(orch.blobs.get(digest))) == version, (peer, stage)
@@ -148,8 +152,8 @@ async def test_late_joiner_and_lying_owner(start_node: StartNode, merge_data: Pa
                 merged_with_liar += 1
     assert merged_with_liar >= 1
     # The late joiner synced a merged checkpoint before work, then merged with its stage.
-    joined = [w for w in range(1, 3) if late_id in closed(o, w).get("members", {})]
-    assert joined, [closed(o, w).get("members") for w in range(3)]
+    joined = [w for w in range(1, windows) if late_id in closed(o, w).get("members", {})]
+    assert joined, [closed(o, w).get("members") for w in range(windows)]
     stage = closed(o, joined[0])["members"][late_id][0]
     assigned = miner_of(late).state.assigned
     assert assigned is not None and assigned[1] == stage and assigned[2]

@@ -11,6 +11,7 @@ import torch
 from node.mining.state import MinerState
 from node.node_service import NodeService
 from node.roles.miner import MinerComponent
+from node.roles.orchestrator import OrchestratorComponent
 from p2p.admission import PeerSession
 from p2p.endpoint import Endpoint
 from p2p.messages import Ack, Assign, Message, Receipt, ReceiptBatch, Work
@@ -45,6 +46,10 @@ def endpoint(node: NodeService) -> Endpoint:
 
 def miner_of(node: NodeService) -> MinerComponent:
     return next(r for r in node._roles if isinstance(r, MinerComponent))
+
+
+def orch_of(node: NodeService) -> OrchestratorComponent:
+    return next(r for r in node._roles if isinstance(r, OrchestratorComponent))
 
 
 def state_of(node: NodeService) -> MinerState:

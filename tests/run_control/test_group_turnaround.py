@@ -3,16 +3,10 @@ the receipt that finishes a route at once, and the route it finishes wakes the o
 
 from pathlib import Path
 
-from node.node_service import NodeService
-from node.roles.orchestrator import OrchestratorComponent
 from tests.auditing.conftest import StartNode, orchestrator_settings
-from tests.mining.kit import SPEC, wait_for
+from tests.mining.kit import SPEC, orch_of, wait_for
 
 SLOW_TIMERS_S = 60.0
-
-
-def orch_of(node: NodeService) -> OrchestratorComponent:
-    return next(r for r in node._roles if isinstance(r, OrchestratorComponent))
 
 
 async def test_next_group_starts_without_waiting_for_a_tick_or_a_flush(
